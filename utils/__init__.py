@@ -1,0 +1,1 @@
+"""Scenario runner, wrapper, journal and helpers for LLM knowledge transfer into RecBole models."""

@@ -1,0 +1,134 @@
+"""Dataset and data preparation: RecBole's own pipeline, plus the optional extra split of the training set.
+
+With ``add_train_split: [r0, r1, ...]`` the training set is split into parts 0, 1, ... (per user when evaluation
+groups by user) and the full training set comes last; without it there is one part, 0.
+"""
+
+import logging
+import os
+import urllib.error
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from recbole.data import create_dataset, create_samplers, get_dataloader
+from recbole.data.utils import KGSampler
+from recbole.utils import ModelType
+
+from .errors import UserError
+
+logger = logging.getLogger(__name__)
+
+# RecBole 1.2.1 on pandas 2.x warns about its own in-place fillna on every dataset build, and graph models about a
+# deprecated sparse constructor; both concern RecBole's code under future versions we pin away from.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
+warnings.filterwarnings("ignore", message=r".*torch\.sparse\.SparseTensor.*", category=UserWarning)
+
+
+@dataclass
+class DataBundle:
+    """Everything a scenario trains and evaluates on."""
+
+    dataset: object  # the filtered RecBole Dataset (all interactions)
+    train_parts: list  # dataloaders, indexed by set_train_dataset; the last one is the whole training set
+    valid: object
+    test: object
+
+    @property
+    def train_dataset(self):
+        """The whole training set (models are built on it, so graph models see every training edge)."""
+        return self.train_parts[-1].dataset
+
+
+def dataset_files_present(config):
+    """Whether RecBole will find the dataset's atomic files without downloading."""
+    path = config["data_path"]
+    return os.path.isfile(os.path.join(path, f"{config['dataset']}.inter"))
+
+
+def build_dataset(config):
+    """RecBole's ``create_dataset``, turning a missing, undownloadable dataset into one clear line."""
+    where = os.path.abspath(config["data_path"])
+    try:
+        return create_dataset(config)
+    except (urllib.error.URLError, OSError) as exc:
+        if dataset_files_present(config):
+            raise
+        reason = getattr(exc, "reason", None) or exc
+        raise UserError(
+            f"dataset '{config['dataset']}' is not in {where} and could not be downloaded ({reason})",
+            f"put the atomic files ({config['dataset']}.inter, .user, .item) in {where} or set data_path",
+        ) from None
+    except ValueError as exc:
+        if "a known dataset name" in str(exc):
+            raise UserError(
+                f"dataset '{config['dataset']}' is not in {where}, and RecBole knows no download for that name",
+                f"put {config['dataset']}.inter (and .user / .item) in {where} or fix dataset / data_path",
+            ) from None
+        raise
+
+
+def split_training(train_dataset, ratios, *, shuffle, group_by):
+    """Split a built training dataset into parts by ratios (per ``group_by`` field when given)."""
+    source = train_dataset
+    if shuffle:
+        order = torch.randperm(len(train_dataset))
+        source = train_dataset.copy(train_dataset.inter_feat[order])
+    return source.split_by_ratio(ratios, group_by=group_by)
+
+
+def prepare_data(config, dataset, train_split=None, train_shuffle=False):
+    """Split ``dataset`` as RecBole's ``data_preparation`` does, with the extra training parts.
+
+    Returns:
+        DataBundle
+    """
+    built = dataset.build()
+    train_dataset, valid_dataset, test_dataset = built
+    train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
+    parts = [train_dataset]
+    if train_split:
+        group_by = dataset.uid_field if str(config["eval_args"]["group_by"]).lower() == "user" else None
+        parts = split_training(train_dataset, train_split, shuffle=train_shuffle, group_by=group_by) + [train_dataset]
+        for index, part in enumerate(parts):
+            logger.info("training part %d: %d interactions", index, len(part))
+
+    train_loader_class = get_dataloader(config, "train")
+    if config["MODEL_TYPE"] == ModelType.KNOWLEDGE:
+        kg_sampler = KGSampler(
+            dataset, config["train_neg_sample_args"]["distribution"], config["train_neg_sample_args"]["alpha"]
+        )
+        train_parts = [train_loader_class(config, part, train_sampler, kg_sampler, shuffle=True) for part in parts]
+    else:
+        train_parts = [train_loader_class(config, part, train_sampler, shuffle=config["shuffle"]) for part in parts]
+    valid = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
+    test = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
+    return DataBundle(dataset, train_parts, valid, test)
+
+
+def write_splits(data, experiment_file):
+    """Write every training part, the validation and the test split as TSV next to the experiment file.
+
+    Ids are written as the dataset's raw tokens; other numeric interaction fields (rating, timestamp, label)
+    follow as they are. Returns the written paths.
+    """
+    experiment_file = Path(experiment_file)
+    dataset = data.dataset
+    named = [(f"train{i}" if i < len(data.train_parts) - 1 else "train", loader.dataset)
+             for i, loader in enumerate(data.train_parts)]
+    named += [("valid", data.valid.dataset), ("test", data.test.dataset)]
+    paths = []
+    for name, split in named:
+        inter = split.inter_feat
+        columns = {}
+        for field in (dataset.uid_field, dataset.iid_field):
+            columns[field] = dataset.id2token(field, inter[field].numpy())
+        for field in (dataset.rating_field, dataset.time_field, dataset.label_field):
+            if field and field in inter and field not in columns and inter[field].dim() == 1:
+                columns[field] = inter[field].numpy()
+        path = experiment_file.with_name(f"{experiment_file.stem}.{name}.tsv")
+        pd.DataFrame(columns).to_csv(path, sep="\t", index=False)
+        paths.append(path)
+    return paths

@@ -1,0 +1,225 @@
+"""LLM profile matrices: JSON profiles to aligned matrices, random matrices, loading, dimensionality reduction.
+
+Files live in ``<llm_config.embeddings_path>/<dataset name>/``. A matrix file holds one row per real user (or
+item) in RecBole's internal-id order: row k belongs to internal id k+1, because id 0 is RecBole's padding. With
+``users_start_with_1`` / ``items_start_with_1`` a zero row is prepended on loading, so that row index == id.
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+logger = logging.getLogger(__name__)
+
+# Names of the alignment accepted by ``preprocess_from_json.by``.
+ALIGN_RECBOLE = "recbole"  # rows follow RecBole's internal ids (dataset.field2id_token)
+ALIGN_SORTED = "sorted"  # rows follow the profiles sorted by raw id
+ALIGNMENTS = {
+    ALIGN_RECBOLE: ALIGN_RECBOLE,
+    ALIGN_SORTED: ALIGN_SORTED,
+    "exp_2024_05_18_AVC_users": ALIGN_RECBOLE,  # legacy name seen in earlier configs
+    "exp_2024_04_11": ALIGN_SORTED,  # legacy name seen in earlier configs
+}
+
+
+def embeddings_dir(embeddings_path, dataset_name):
+    return Path(embeddings_path) / dataset_name
+
+
+def save_tensor(tensor, path):
+    """``torch.save`` through a temporary file and a rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(tensor, tmp)
+    os.replace(tmp, path)
+
+
+def read_profiles(path):
+    """Read a JSON profile file: a list of objects with at least ``id`` and ``embedding``.
+
+    Raises:
+        UserError: missing file, invalid JSON (with the line), or entries without id / embedding.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"profile file not found: {path.resolve()}", "check llm_config.preprocess_from_json.from")
+    try:
+        with open(path, "rb") as fh:
+            profiles = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(profiles, list):
+        raise UserError(f"{path}: expected a JSON list of profiles, got {type(profiles).__name__}")
+    for index, entry in enumerate(profiles):
+        if not isinstance(entry, dict) or "id" not in entry or "embedding" not in entry:
+            raise UserError(f"{path}: profile #{index} has no 'id' and 'embedding'", "each entry needs both keys")
+    return profiles
+
+
+def _sort_key(token):
+    return (0, int(token), "") if token.lstrip("-").isdigit() else (1, 0, token)
+
+
+def profiles_to_matrix(profiles, tokens, by=ALIGN_RECBOLE, missing="error", source="profiles"):
+    """Stack profile embeddings into a matrix aligned with RecBole's ids.
+
+    Args:
+        profiles: list of dicts with ``id`` (int or str) and ``embedding`` (list of numbers).
+        tokens: the dataset's raw tokens of real ids, in internal-id order (``field2id_token[field][1:]``).
+        by: an alignment name from :data:`ALIGNMENTS`.
+        missing: 'error' (refuse profiles that miss ids) or 'zero' (zero rows, with a warning).
+        source: the file name, for messages.
+
+    Returns:
+        torch.Tensor: ``[len(tokens), d]`` float32.
+    """
+    if by not in ALIGNMENTS:
+        raise UserError(f"unknown alignment by: '{by}'", f"use one of: {', '.join(ALIGNMENTS)}")
+    if not profiles:
+        raise UserError(f"{source}: the profile list is empty")
+    by_id = {}
+    for entry in profiles:
+        key = str(entry["id"])
+        if key in by_id:
+            raise UserError(f"{source}: id '{key}' appears twice")
+        by_id[key] = entry["embedding"]
+    width = len(next(iter(by_id.values())))
+    tokens = [str(t) for t in tokens]
+    if ALIGNMENTS[by] == ALIGN_SORTED:
+        ordered = sorted(by_id, key=_sort_key)
+        if ordered != tokens:
+            logger.warning(
+                "%s: by '%s' stacks profiles sorted by raw id, which does not follow RecBole's internal ids for "
+                "this dataset; rows will belong to the wrong users unless the files were made that way",
+                source, by,
+            )
+        rows = [by_id[key] for key in ordered]
+    else:
+        absent = [t for t in tokens if t not in by_id]
+        if absent:
+            if missing != "zero":
+                raise UserError(
+                    f"{source}: profiles miss {len(absent)} of {len(tokens)} ids in the dataset "
+                    f"(e.g. {', '.join(absent[:5])})",
+                    "make profiles for every user, or set llm_config.missing_profiles: zero to use zero rows",
+                )
+            logger.warning("%s: %d of %d ids have no profile; their rows are zero", source, len(absent), len(tokens))
+        extra = len(by_id) - (len(tokens) - len(absent))
+        if extra:
+            logger.info("%s: %d profiles belong to ids not in the dataset and are left out", source, extra)
+        zero = [0.0] * width
+        rows = [by_id.get(t, zero) for t in tokens]
+    try:
+        matrix = np.asarray(rows, dtype=np.float32)
+    except (ValueError, TypeError):
+        raise UserError(f"{source}: embeddings are not lists of numbers of one length ({width})") from None
+    if matrix.ndim != 2:
+        raise UserError(f"{source}: embeddings are not lists of numbers of one length ({width})")
+    check_finite(matrix, source)
+    return torch.from_numpy(matrix)
+
+
+def check_finite(matrix, source):
+    """Refuse NaN or inf, counting them."""
+    values = matrix.numpy() if isinstance(matrix, torch.Tensor) else matrix
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        nan = int(np.isnan(values).sum())
+        raise UserError(
+            f"{source}: {nan} NaN and {int(bad.sum()) - nan} inf values in {len(rows)} row(s) "
+            f"(first at row {int(rows[0])})",
+            "re-create the profiles; an encoder should never emit NaN",
+        )
+
+
+def random_matrix(rows, width, seed):
+    """A reproducible random ``[rows, width]`` float32 matrix (standard normal), for debugging runs."""
+    generator = torch.Generator().manual_seed(int(seed))
+    return torch.randn(rows, width, generator=generator)
+
+
+def load_matrix(path, *, expected_rows, start_with_1, entity):
+    """Load a profile matrix safely and check it against the dataset.
+
+    Args:
+        path: the ``.pt`` file.
+        expected_rows: ``dataset.user_num`` (or ``item_num``): real ids plus the padding id 0.
+        start_with_1: prepend a zero row (the file holds only real ids).
+        entity: 'user' or 'item', for messages.
+
+    Returns:
+        torch.Tensor: ``[expected_rows, d]`` float32, row index == RecBole id.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"{entity} embedding file not found: {path.resolve()}",
+            "check the file name in wrap_model / llm_config, or create it with preprocess_from_json or reduce_dim",
+        )
+    try:
+        matrix = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"cannot load {path} safely as a tensor: {str(exc).splitlines()[0]}") from None
+    if isinstance(matrix, np.ndarray):
+        matrix = torch.from_numpy(matrix)
+    if not isinstance(matrix, torch.Tensor) or matrix.dim() != 2 or not matrix.is_floating_point():
+        shape = tuple(matrix.shape) if isinstance(matrix, torch.Tensor) else type(matrix).__name__
+        raise UserError(f"{path}: expected a 2-D float matrix, got {shape}")
+    matrix = matrix.float()
+    check_finite(matrix, str(path))
+    if start_with_1:
+        matrix = torch.vstack((torch.zeros(1, matrix.shape[1]), matrix))
+    if matrix.shape[0] != expected_rows:
+        flag = f"{entity}s_start_with_1"
+        raise UserError(
+            f"{path}: {matrix.shape[0] - int(start_with_1)} rows"
+            + (" (+1 zero row)" if start_with_1 else "")
+            + f" do not match the dataset's {expected_rows - 1} {entity}s (+ padding id 0 = {expected_rows} rows)",
+            f"a file of real {entity}s only needs {flag}: True; one that includes row 0 needs {flag}: False",
+        )
+    return matrix
+
+
+def reduce_matrix(matrix, dimension, method="pca", seed=0):
+    """Reduce ``[n, d]`` to ``[n, dimension]`` with PCA (always available) or UMAP (with umap-learn installed).
+
+    Returns:
+        (torch.Tensor, str): the reduced float32 matrix and the method actually used.
+    """
+    n, width = matrix.shape
+    if not isinstance(dimension, int) or isinstance(dimension, bool) or not 1 <= dimension <= min(n, width):
+        raise UserError(f"reduce_dim: dimension {dimension!r} must be an integer in [1, {min(n, width)}]")
+    values = matrix.double().numpy()
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        reduced = PCA(n_components=dimension, random_state=seed).fit_transform(values)
+    elif method == "umap":
+        try:
+            import umap
+        except ImportError:
+            raise UserError(
+                "reduce_dim: method 'umap' needs umap-learn, which is not installed",
+                "pip install 'umap-learn' (the 'umap' extra of this project), or use method: pca",
+            ) from None
+        reduced = umap.UMAP(n_components=dimension, random_state=seed).fit_transform(values)
+    else:
+        raise UserError(f"reduce_dim: unknown method '{method}'", "use pca or umap")
+    reduced = torch.from_numpy(np.ascontiguousarray(reduced, dtype=np.float32))
+    check_finite(reduced, f"reduce_dim ({method})")
+    return reduced, method
+
+
+def describe(matrix):
+    """A short description of a matrix for the step output."""
+    norms = matrix.norm(dim=1)
+    return f"{tuple(matrix.shape)}, mean row norm {float(norms.mean()):.3f}" if len(norms) else str(tuple(matrix.shape))
+

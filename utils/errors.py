@@ -1,0 +1,48 @@
+"""The one exception type for user mistakes.
+
+A ``UserError`` is something the researcher can fix in their experiment file or on the command line: it is
+reported as a single line on stderr with exit status 2, never as a traceback. Anything else that escapes is a
+bug in this tool and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """A mistake in the user's input, reported as one line.
+
+    Args:
+        message: what is wrong, naming the offending value.
+        hint: how to fix it (optional).
+        file: the experiment file (filled in by the runner when omitted).
+        step: the 1-based scenario step (filled in by the scenario runner when omitted).
+        command: the scenario command of that step.
+    """
+
+    def __init__(self, message, hint=None, *, file=None, step=None, command=None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.file = file
+        self.step = step
+        self.command = command
+
+    def locate(self, *, file=None, step=None, command=None):
+        """Fill in where the mistake is, keeping whatever is already known."""
+        self.file = self.file or file
+        self.step = self.step if self.step is not None else step
+        self.command = self.command or command
+        return self
+
+    def line(self):
+        """The whole error as one line: ``file: step N (command): message (hint: ...)``."""
+        where = []
+        if self.file:
+            where.append(str(self.file))
+        if self.step is not None:
+            where.append(f"step {self.step}" + (f" ({self.command})" if self.command else ""))
+        text = ": ".join(where + [self.message])
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return " ".join(text.split())
+
+    def __str__(self):
+        return self.line()

@@ -1,0 +1,206 @@
+"""The distillation part of an experiment file: parsed, typed and checked before anything heavy runs.
+
+An experiment file is one mapping. The keys below belong to this tool; every other key is a RecBole setting and
+goes to RecBole's ``Config`` unchanged.
+"""
+
+import difflib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .embeddings import ALIGNMENTS
+from .errors import UserError
+
+DISTIL_KEYS = (
+    "logger_level",
+    "journal_name",
+    "distil_loss_weight",
+    "add_train_split",
+    "add_train_shuffle",
+    "llm_config",
+    "scenario",
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass
+class LLMConfig:
+    """``llm_config``: where the profile matrices are and how they are made and loaded."""
+
+    embeddings_path: str = "datasets/llm_embeddings"
+    default_users_emb_file: str | None = None
+    default_items_emb_file: str | None = None
+    preprocess_from_json: dict | None = None
+    preprocess_random: dict | None = None
+    build_profiles: dict | None = None
+    use_user_emb: bool = True
+    use_item_emb: bool = False
+    users_start_with_1: bool = True
+    items_start_with_1: bool = True
+    missing_profiles: str = "error"
+
+
+@dataclass
+class Step:
+    """One scenario step, in either form: ``{'command': NAME, 'params': P}`` or ``{NAME: P}``."""
+
+    index: int  # 1-based
+    command: str
+    params: Any = None
+
+
+@dataclass
+class Settings:
+    logger_level: str = "INFO"
+    journal_name: str = "journal.csv"
+    distil_loss_weight: float = 0.5
+    add_train_split: list | None = None
+    add_train_shuffle: bool = False
+    llm_config: LLMConfig = field(default_factory=LLMConfig)
+    scenario: list = field(default_factory=list)
+
+
+def _unknown_key(key, known, where):
+    near = difflib.get_close_matches(str(key), list(known), n=1)
+    return UserError(
+        f"unknown key '{key}' in {where}" + (f"; did you mean '{near[0]}'?" if near else ""),
+        f"known keys: {', '.join(known)}",
+    )
+
+
+def _need_bool(value, name):
+    if not isinstance(value, bool):
+        raise UserError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _need_str(value, name):
+    if not isinstance(value, str) or not value:
+        raise UserError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _need_mapping(value, name):
+    if not isinstance(value, dict):
+        raise UserError(f"{name} must be a mapping, got {value!r}")
+    return value
+
+
+def parse_llm_config(raw):
+    if raw is None:
+        return LLMConfig()
+    _need_mapping(raw, "llm_config")
+    known = list(LLMConfig.__dataclass_fields__)
+    for key in raw:
+        if key not in known:
+            raise _unknown_key(key, known, "llm_config")
+    cfg = LLMConfig(**raw)
+    _need_str(cfg.embeddings_path, "llm_config.embeddings_path")
+    for name in ("use_user_emb", "use_item_emb", "users_start_with_1", "items_start_with_1"):
+        _need_bool(getattr(cfg, name), f"llm_config.{name}")
+    for name in ("default_users_emb_file", "default_items_emb_file"):
+        if getattr(cfg, name) is not None:
+            _need_str(getattr(cfg, name), f"llm_config.{name}")
+    if cfg.missing_profiles not in ("error", "zero"):
+        raise UserError(f"llm_config.missing_profiles must be 'error' or 'zero', got {cfg.missing_profiles!r}")
+    if cfg.preprocess_from_json is not None:
+        spec = _need_mapping(cfg.preprocess_from_json, "llm_config.preprocess_from_json")
+        known = ("from", "to", "by", "entity")
+        for key in spec:
+            if key not in known:
+                raise _unknown_key(key, known, "llm_config.preprocess_from_json")
+        for key in ("from", "to"):
+            _need_str(spec.get(key), f"llm_config.preprocess_from_json.{key}")
+        by = spec.get("by", "recbole")
+        if by not in ALIGNMENTS:
+            raise UserError(f"llm_config.preprocess_from_json.by: unknown alignment '{by}'",
+                            f"use one of: {', '.join(ALIGNMENTS)}")
+        if spec.get("entity", "user") not in ("user", "item"):
+            raise UserError(f"llm_config.preprocess_from_json.entity must be user or item, got {spec['entity']!r}")
+    if cfg.preprocess_random is not None:
+        spec = _need_mapping(cfg.preprocess_random, "llm_config.preprocess_random")
+        known = ("random", "embedding_size", "random_users_emb_file", "random_items_emb_file")
+        for key in spec:
+            if key not in known:
+                raise _unknown_key(key, known, "llm_config.preprocess_random")
+        if _need_bool(spec.get("random", False), "llm_config.preprocess_random.random"):
+            size = spec.get("embedding_size")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                raise UserError(f"llm_config.preprocess_random.embedding_size must be a positive integer, got {size!r}")
+    return cfg
+
+
+def _params(value):
+    # Earlier configs write `'params': None` inside YAML flow style, where None is the string 'None'.
+    return None if value == "None" else value
+
+
+def parse_steps(raw):
+    """Normalize the scenario list; both step forms (and a bare command name) are accepted."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise UserError(f"scenario must be a list of steps, got {type(raw).__name__}")
+    steps = []
+    for index, item in enumerate(raw, start=1):
+        if isinstance(item, str):
+            steps.append(Step(index, item))
+        elif isinstance(item, dict) and "command" in item:
+            extra = set(item) - {"command", "params"}
+            if extra:
+                raise UserError(f"step {index}: unexpected key(s) {sorted(extra)} next to 'command'",
+                                "a step is {'command': NAME, 'params': P} or {NAME: P}")
+            if not isinstance(item["command"], str):
+                raise UserError(f"step {index}: command must be a name, got {item['command']!r}")
+            steps.append(Step(index, item["command"], _params(item.get("params"))))
+        elif isinstance(item, dict) and len(item) == 1:
+            (name, params), = item.items()
+            if not isinstance(name, str):
+                raise UserError(f"step {index}: command must be a name, got {name!r}")
+            steps.append(Step(index, name, _params(params)))
+        else:
+            raise UserError(f"step {index}: cannot read {item!r} as a step",
+                            "a step is {'command': NAME, 'params': P} or {NAME: P}")
+    return steps
+
+
+def parse_settings(raw):
+    """Split an experiment mapping into (our :class:`Settings`, the RecBole settings dict), checking ours."""
+    recbole = {k: v for k, v in raw.items() if k not in DISTIL_KEYS}
+    settings = Settings(
+        llm_config=parse_llm_config(raw.get("llm_config")),
+        scenario=parse_steps(raw.get("scenario")),
+    )
+    level = raw.get("logger_level", settings.logger_level)
+    if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
+        raise UserError(f"logger_level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    settings.logger_level = level.upper()
+    settings.journal_name = _need_str(raw.get("journal_name", settings.journal_name), "journal_name")
+    if "/" in settings.journal_name or "\\" in settings.journal_name:
+        raise UserError(f"journal_name must be a file name (written next to the YAML), got {settings.journal_name!r}")
+    settings.distil_loss_weight = check_alpha(raw.get("distil_loss_weight", settings.distil_loss_weight))
+    split = raw.get("add_train_split")
+    if split is not None:
+        if (
+            not isinstance(split, list)
+            or len(split) < 2
+            or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in split)
+        ):
+            raise UserError(f"add_train_split must be a list of two or more positive ratios, got {split!r}",
+                            "e.g. add_train_split: [0.5, 0.5]")
+        settings.add_train_split = [float(r) for r in split]
+    settings.add_train_shuffle = _need_bool(raw.get("add_train_shuffle", False), "add_train_shuffle")
+    return settings, recbole
+
+
+def check_alpha(value):
+    """``distil_loss_weight`` must be a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise UserError(f"distil_loss_weight must be a number in [0, 1], got {value!r}",
+                        "total loss = (1 - w) * model loss + w * distillation loss")
+    return float(value)
+
+
+def logging_level(name):
+    return getattr(logging, name)

@@ -1,0 +1,181 @@
+"""Model and loss lookup, reading experiment files, RecBole's Config without its command-line and eval() habits.
+
+Models are found by name: ``models/<name lower>.py`` first (custom models), then RecBole. Losses are found by class
+name in ``models/losses.py``, then in ``models/<model name lower>.py``. Nothing is ever imported from a path named
+in a config: only the project's ``models`` package and RecBole are searched.
+"""
+
+import difflib
+import importlib
+import importlib.util
+import pkgutil
+import re
+from pathlib import Path
+
+import yaml
+from recbole.config import Config
+
+from .errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = PROJECT_ROOT / "models"
+RECBOLE_MODEL_PACKAGES = (
+    "general_recommender",
+    "context_aware_recommender",
+    "sequential_recommender",
+    "knowledge_aware_recommender",
+)
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# --- experiment files ---------------------------------------------------------------------------------------------
+
+
+def load_yaml(path):
+    """Read one experiment file with the safe loader; the top level must be a mapping.
+
+    Raises:
+        UserError: unreadable file, YAML syntax error (with line and column), or a top level that is no mapping.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read the experiment file: {exc.strerror}", file=path) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"YAML syntax error at {where}{problem}", "check indentation, brackets and quotes there",
+                        file=path) from None
+    if not isinstance(data, dict):
+        raise UserError(f"expected a mapping of settings at the top level, got {type(data).__name__}", file=path)
+    return data
+
+
+# --- RecBole's Config ---------------------------------------------------------------------------------------------
+
+
+class ExperimentConfig(Config):
+    """RecBole's ``Config`` that neither reads ``sys.argv`` nor ``eval()``s string values.
+
+    RecBole reads every ``--key=value`` on the command line into the config (so the runner's own flags would leak
+    into experiments) and passes string values of the config dict through ``eval``. Our values come from a safely
+    loaded YAML and are already typed; command-line overrides, if any, are passed explicitly as ``overrides``.
+    """
+
+    def __init__(self, model=None, dataset=None, config_dict=None, overrides=None):
+        self._overrides = dict(overrides or {})
+        super().__init__(model=model, dataset=dataset, config_file_list=None, config_dict=config_dict)
+
+    def _load_variable_config_dict(self, config_dict):
+        return dict(config_dict) if config_dict else {}
+
+    def _load_cmd_line(self):
+        return dict(self._overrides)
+
+
+# --- models and losses --------------------------------------------------------------------------------------------
+
+
+def _custom_module(name):
+    """``models.<name lower>`` if that file exists in the project (never anything outside it)."""
+    module_name = name.lower()
+    if not _IDENTIFIER.match(module_name) or not (MODELS_DIR / f"{module_name}.py").is_file():
+        return None
+    return importlib.import_module(f"models.{module_name}")
+
+
+def _recbole_module_names():
+    names = {}
+    for package in RECBOLE_MODEL_PACKAGES:
+        spec = importlib.util.find_spec(f"recbole.model.{package}")
+        for info in pkgutil.iter_modules(spec.submodule_search_locations):
+            names[info.name] = f"recbole.model.{package}.{info.name}"
+    return names
+
+
+def _class_named(module, name):
+    """The class in ``module`` whose name is ``name``, ignoring case (RecBole files are lower-case names)."""
+    for attr, value in vars(module).items():
+        if isinstance(value, type) and attr.lower() == name.lower() and value.__module__ == module.__name__:
+            return value
+    return None
+
+
+def available_models():
+    """Names of the custom models in ``models/`` and of RecBole's models (lower-case file names)."""
+    custom = sorted(p.stem for p in MODELS_DIR.glob("*.py") if p.stem not in {"__init__", "losses"})
+    return custom + sorted(_recbole_module_names())
+
+
+def get_model_class(name):
+    """The model class for ``name``: ``models/<name lower>.py`` first, then RecBole.
+
+    Raises:
+        UserError: no such model, with the closest names.
+    """
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise UserError(f"model {name!r} is not a model name", "set model: to a RecBole or models/ class name")
+    module = _custom_module(name)
+    if module is not None:
+        cls = getattr(module, name, None) or _class_named(module, name)
+        if cls is None:
+            raise UserError(f"models/{name.lower()}.py defines no class named {name}")
+        return cls
+    recbole_modules = _recbole_module_names()
+    if name.lower() in recbole_modules:
+        cls = _class_named(importlib.import_module(recbole_modules[name.lower()]), name)
+        if cls is not None:
+            return cls
+    near = difflib.get_close_matches(name.lower(), available_models(), n=3, cutoff=0.6)
+    raise UserError(
+        f"unknown model '{name}'" + (f"; did you mean {', '.join(near)}?" if near else ""),
+        "models are RecBole's (e.g. NeuMF, SimpleX, LightGCN, SASRec) or classes in models/<name lower>.py",
+    )
+
+
+def _loss_classes(module):
+    from models.losses import DistilLoss
+
+    return {
+        attr: value
+        for attr, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, DistilLoss) and value is not DistilLoss
+    }
+
+
+def available_losses(model_name=None):
+    """Names of the distillation losses in ``models/losses.py`` (and in the model's own file)."""
+    import models.losses
+
+    names = set(_loss_classes(models.losses))
+    module = _custom_module(model_name) if model_name else None
+    if module is not None:
+        names |= set(_loss_classes(module))
+    return sorted(names)
+
+
+def get_loss_class(name, model_name=None):
+    """The loss class named ``name``: ``models/losses.py`` first, then ``models/<model name lower>.py``.
+
+    Raises:
+        UserError: no such loss, listing the available ones.
+    """
+    import models.losses
+
+    if isinstance(name, str):
+        found = _loss_classes(models.losses).get(name)
+        if found is None and model_name:
+            module = _custom_module(model_name)
+            found = _loss_classes(module).get(name) if module is not None else None
+        if found is not None:
+            return found
+    names = available_losses(model_name)
+    near = difflib.get_close_matches(str(name), names, n=1)
+    raise UserError(
+        f"unknown distillation loss '{name}'" + (f"; did you mean '{near[0]}'?" if near else ""),
+        f"available: {', '.join(names)}",
+    )
