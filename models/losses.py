@@ -1,0 +1,274 @@
+"""Distillation losses: make a hooked intermediate layer reconstruct the LLM profile vectors.
+
+A loss is built by the ``wrap_model`` command with the inner RecBole model and the profile matrices, and is called
+each training batch as ``loss(hooked, interaction)``:
+
+- ``hooked`` maps each hooked layer number to ``{'input': [...], 'output': [...]}``, one entry per call of that
+  layer in the batch (a layer can run more than once, e.g. for positive and negative items). An input entry is
+  the tuple of positional arguments the layer got; an output entry is whatever it returned.
+- ``interaction`` is RecBole's batch.
+
+It returns a scalar tensor. Matrices are indexed by RecBole's internal ids: ``self.llm_user_emb[user_ids]``
+(row 0 belongs to RecBole's padding id; ``users_start_with_1`` adds it when a file holds only real users).
+
+To add a loss, subclass :class:`DistilLoss` (or one of the ready bases below) in this file or in
+``models/<model name lower>.py``, and name the class in ``wrap_model``'s ``distil_loss``.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from utils.errors import UserError
+
+
+def as_rows(tensor):
+    """View a batch tensor as 2-D rows: ``[B, ...] -> [B, prod(...)]``."""
+    if tensor.dim() == 1:
+        return tensor.unsqueeze(1)
+    return tensor.reshape(tensor.shape[0], -1)
+
+
+def first_tensor(value):
+    """The first tensor in a (possibly nested) tuple or list, e.g. a layer's positional inputs."""
+    while isinstance(value, (tuple, list)):
+        if not value:
+            raise UserError("the hooked layer received or returned an empty tuple: nothing to distil")
+        value = value[0]
+    if not isinstance(value, torch.Tensor):
+        raise UserError(f"the hooked layer gave a {type(value).__name__}, not a tensor")
+    return value
+
+
+class DistilLoss(nn.Module):
+    """Base class of the distillation losses, with the shared helpers.
+
+    Args:
+        model: the inner RecBole model (not the wrapper).
+        dataset: the RecBole dataset the model was built on (field names and id counts).
+        user_emb: ``[n_users, d]`` float tensor indexed by RecBole user id, or None.
+        item_emb: ``[n_items, d]`` float tensor indexed by RecBole item id, or None.
+        particular: compare only the first ``d`` columns of the hooked tensor, ``d`` = the profile width.
+
+    Class attributes a subclass may set:
+        source: 'output' or 'input': which side of the hooked layer the loss reads by default.
+        needs: the matrices the loss requires, a subset of ``{'user', 'item'}``.
+    """
+
+    source = "output"
+    needs = frozenset({"user"})
+
+    def __init__(self, model, dataset, user_emb=None, item_emb=None, particular=False):
+        super().__init__()
+        self.__dict__["_model"] = model  # not a submodule: its parameters belong to the wrapper already
+        self.particular = bool(particular)
+        self.uid_field = dataset.uid_field
+        self.iid_field = dataset.iid_field
+        self.n_users = dataset.user_num
+        self.n_items = dataset.item_num
+        for entity, matrix in (("user", user_emb), ("item", item_emb)):
+            if entity in self.needs and matrix is None:
+                raise UserError(
+                    f"{type(self).__name__} needs {entity} profiles but none were loaded",
+                    f"set llm_config.use_{entity}_emb: True and give {entity}s_emb_file in wrap_model",
+                )
+        self.register_buffer("llm_user_emb", _as_float(user_emb), persistent=False)
+        self.register_buffer("llm_item_emb", _as_float(item_emb), persistent=False)
+
+    @property
+    def model(self):
+        return self.__dict__["_model"]
+
+    # --- reading the hooked data ------------------------------------------------------------------------------
+
+    def hooked_value(self, hooked, source=None, layer=None, call=0):
+        """The raw input tuple or output of one call of one hooked layer (the first hooked layer by default)."""
+        source = source or self.source
+        uid = next(iter(hooked)) if layer is None else layer
+        if uid not in hooked:
+            raise UserError(f"layer {uid} is not hooked; hooked layers: {sorted(hooked)}", "check set_outputs")
+        calls = hooked[uid][source]
+        if call >= len(calls):
+            raise UserError(f"layer {uid} ran {len(calls)} time(s) in this batch; call {call} does not exist")
+        return calls[call]
+
+    def hooked_tensor(self, hooked, source=None, layer=None, call=0):
+        """The first tensor of :meth:`hooked_value`."""
+        return first_tensor(self.hooked_value(hooked, source, layer, call))
+
+    # --- targets ----------------------------------------------------------------------------------------------
+
+    def user_targets(self, user_ids):
+        return self.llm_user_emb[user_ids]
+
+    def item_targets(self, item_ids):
+        return self.llm_item_emb[item_ids]
+
+    # --- comparing --------------------------------------------------------------------------------------------
+
+    def cut(self, hidden, target):
+        """Match ``hidden [N, w]`` to ``target [N, d]``: the first ``d`` columns with ``particular``, else equal widths.
+
+        Raises:
+            UserError: rows differ, the hooked tensor is narrower than the profiles, or widths differ without
+                ``particular``; the message gives both shapes.
+        """
+        hidden = as_rows(hidden)
+        shapes = f"hooked {tuple(hidden.shape)} vs profiles {tuple(target.shape)}"
+        if hidden.shape[0] != target.shape[0]:
+            raise UserError(
+                f"{type(self).__name__}: the hooked tensor has {hidden.shape[0]} rows but the batch gives "
+                f"{target.shape[0]} ({shapes})",
+                "hook a layer whose rows follow the batch, or use a loss that selects rows (e.g. for graph models)",
+            )
+        width = target.shape[1]
+        if self.particular:
+            if hidden.shape[1] < width:
+                raise UserError(
+                    f"{type(self).__name__}: the hooked tensor is narrower than the profiles ({shapes})",
+                    f"reduce the profiles to at most {hidden.shape[1]} columns with reduce_dim, or hook a wider layer",
+                )
+            return hidden[:, :width]
+        if hidden.shape[1] != width:
+            raise UserError(
+                f"{type(self).__name__}: widths differ ({shapes})",
+                "set particular: True in wrap_model to compare the first columns, or reduce_dim to the layer width",
+            )
+        return hidden
+
+    def mse(self, hidden, target):
+        """Mean squared error over all elements, after :meth:`cut`."""
+        hidden = self.cut(hidden, target)
+        return F.mse_loss(hidden.float(), target.float())
+
+    def rmse(self, hidden, target):
+        """Root of :meth:`mse`."""
+        return torch.sqrt(self.mse(hidden, target) + 1e-12)
+
+    def cosine_distance(self, hidden, target):
+        """Mean of ``1 - cos(hidden_i, target_i)`` over rows, after :meth:`cut`."""
+        hidden = self.cut(hidden, target)
+        return (1.0 - F.cosine_similarity(hidden.float(), target.float(), dim=1, eps=1e-8)).mean()
+
+    def distance(self, name, hidden, target):
+        """Dispatch to ``'mse'``, ``'rmse'`` or ``'cosine'``."""
+        try:
+            fn = {"mse": self.mse, "rmse": self.rmse, "cosine": self.cosine_distance}[name]
+        except KeyError:
+            raise UserError(f"unknown distance '{name}'", "use one of: mse, rmse, cosine") from None
+        return fn(hidden, target)
+
+    def forward(self, hooked, interaction):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(hooked, interaction)")
+
+
+def _as_float(matrix):
+    return None if matrix is None else matrix.float()
+
+
+class UserRowsLoss(DistilLoss):
+    """The hooked tensor has one row per batch interaction; each row should reconstruct its user's profile."""
+
+    metric = "rmse"
+
+    def batch_users(self, interaction, rows):
+        """The user id of each hooked row (``rows`` of them)."""
+        return interaction[self.uid_field]
+
+    def forward(self, hooked, interaction):
+        hidden = self.hooked_tensor(hooked)
+        target = self.user_targets(self.batch_users(interaction, hidden.shape[0]))
+        return self.distance(self.metric, hidden, target)
+
+
+class GraphUserLoss(DistilLoss):
+    """The hooked tensor holds every user (and item): take the rows of the batch's users.
+
+    Accepts a ``(user_all, item_all)`` pair (e.g. a graph model's own forward, layer 1) or one tensor whose first
+    ``n_users`` rows are the users (e.g. one of NGCF's propagation layers).
+    """
+
+    metric = "rmse"
+
+    def all_users(self, hooked):
+        value = self.hooked_value(hooked)
+        if isinstance(value, tuple) and self.source == "input":
+            value = value[0]
+        if isinstance(value, (tuple, list)):
+            value = value[0]
+        if not isinstance(value, torch.Tensor):
+            raise UserError(f"{type(self).__name__}: the hooked layer gave a {type(value).__name__}, not a tensor")
+        if value.shape[0] not in (self.n_users, self.n_users + self.n_items):
+            raise UserError(
+                f"{type(self).__name__}: the hooked tensor has shape {tuple(value.shape)}, but rows for all "
+                f"{self.n_users} users (or {self.n_users + self.n_items} users and items) were expected",
+                "hook the graph model itself (layer 1) or one of its propagation layers",
+            )
+        return value[: self.n_users]
+
+    def forward(self, hooked, interaction):
+        users = interaction[self.uid_field]
+        hidden = self.all_users(hooked)[users]
+        return self.distance(self.metric, hidden, self.user_targets(users))
+
+
+# --- per-model losses: what the ready scenarios in experiments/ use ---------------------------------------------
+
+
+class NeumfUserRMSE(UserRowsLoss):
+    """NeuMF: a hooked MLP layer's output (one row per interaction) reconstructs the user's profile."""
+
+
+class NeumfUserCosine(UserRowsLoss):
+    """NeuMF with cosine distance instead of RMSE."""
+
+    metric = "cosine"
+
+
+class SimpleXUserRMSE(UserRowsLoss):
+    """SimpleX: the input of the hooked layer (the ``dropout`` after the user-history aggregation, one row per
+    batch user) reconstructs the user's profile."""
+
+    source = "input"
+
+    def batch_users(self, interaction, rows):
+        # SimpleX's batch repeats each user once per negative sample and keeps the first len/neg_seq_len rows.
+        users = interaction[self.uid_field]
+        if len(users) != rows and rows and len(users) % rows == 0:
+            users = users[:rows]
+        return users
+
+
+class MultiVAEUserRMSE(UserRowsLoss):
+    """MultiVAE: the input of the hooked decoder layer (the latent code of each batch user)."""
+
+    source = "input"
+
+
+class AutoIntUserRMSE(UserRowsLoss):
+    """AutoInt (context-aware): the hooked layer's input, flattened per interaction, reconstructs the user's
+    profile (e.g. the MLP's input, whose first columns are the user's field embeddings)."""
+
+    source = "input"
+
+
+class SASRecUserRMSE(UserRowsLoss):
+    """SASRec (sequential): the sequence representation (the model's own output, layer 1) stands for the user."""
+
+
+class GRU4RecUserRMSE(SASRecUserRMSE):
+    """GRU4Rec (sequential): as :class:`SASRecUserRMSE`."""
+
+
+class NGCFUserRMSE(GraphUserLoss):
+    """NGCF: a propagation layer's (or the model's) output over all users; the batch users' rows."""
+
+
+class LightGCNUserRMSE(GraphUserLoss):
+    """LightGCN: the model's own output (layer 1, all users and items); the batch users' rows."""
+
+
+class LightGCNUserCosSim(GraphUserLoss):
+    """LightGCN with cosine distance (the name used by earlier configs)."""
+
+    metric = "cosine"
