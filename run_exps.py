@@ -1,0 +1,123 @@
+"""Run one experiment file, or a folder of them, and journal the results.
+
+    python run_exps.py experiments/<file.yaml or folder> [--start_with=n] [--check] [--fail-fast]
+
+A folder runs every ``.yaml`` directly in it, sorted by name; ``--start_with=n`` skips the first n of them.
+A user mistake (bad YAML, unknown command, missing file, ...) is one line on stderr and exit status 2; a
+failing experiment in a folder is journaled as failed and the next one starts.
+"""
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from utils.errors import UserError
+
+EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="run_exps.py",
+        description="Run LLM-knowledge-transfer experiments (RecBole scenarios) and journal their results.",
+    )
+    parser.add_argument("path", help="an experiment .yaml file, or a folder whose .yaml files run in name order")
+    parser.add_argument("--start_with", "--start-with", type=int, default=0, metavar="N",
+                        help="skip the first N experiments of the folder's sorted list (resume a batch)")
+    parser.add_argument("--check", action="store_true",
+                        help="check every experiment (YAML, commands, params, order, model, loss, dataset) and "
+                             "train nothing; exit 0 when all pass, 2 otherwise")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing experiment")
+    args = parser.parse_args(argv)
+    if args.start_with < 0:
+        parser.error(f"--start_with must be 0 or more, got {args.start_with}")
+    return args
+
+
+def list_experiments(path):
+    """The experiment files of PATH: the file itself, or the folder's ``*.yaml`` / ``*.yml`` sorted by name."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix not in (".yaml", ".yml"):
+            raise UserError(f"{path} is not a .yaml file")
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))
+        if not files:
+            raise UserError(f"no .yaml files in {path}", "give an experiment file or a folder of them")
+        return files
+    raise UserError(f"{path} does not exist", "give an experiment .yaml file or a folder of them")
+
+
+def fail(message):
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def check_only(files):
+    from utils.experiment import check_experiment
+
+    failures = 0
+    for file in files:
+        try:
+            checked = check_experiment(file)
+        except UserError as exc:
+            failures += 1
+            fail(exc.line())
+            continue
+        print(f"ok: {file} ({checked.recbole['model']} on {checked.recbole['dataset']}, {len(checked.steps)} steps)")
+    return EXIT_USER if failures else EXIT_OK
+
+
+def run_all(files, fail_fast):
+    from utils.experiment import run_experiment
+
+    outcomes = []
+    for number, file in enumerate(files, start=1):
+        print(f"\n##### experiment {number}/{len(files)}: {file}", flush=True)
+        started = time.time()
+        try:
+            status, _ = run_experiment(file)
+            outcomes.append((file, status, time.time() - started, None))
+        except UserError as exc:
+            fail(exc.line())
+            outcomes.append((file, "failed", time.time() - started, EXIT_USER))
+        except Exception:
+            traceback.print_exc()
+            outcomes.append((file, "failed", time.time() - started, EXIT_BUG))
+        if fail_fast and outcomes[-1][1] == "failed":
+            break
+    if len(files) > 1:
+        print("\n===== summary", flush=True)
+        for file, status, seconds, _ in outcomes:
+            print(f"{status:>8}  {seconds:8.1f}s  {file}")
+        skipped = len(files) - len(outcomes)
+        if skipped:
+            print(f"{'skipped':>8}  {skipped} experiment(s) after the failure (--fail-fast)")
+    codes = [code for *_, code in outcomes if code is not None]
+    if not codes:
+        return EXIT_OK
+    failed = [str(file) for file, status, *_ in outcomes if status == "failed"]
+    fail(f"{len(failed)} of {len(files)} experiment(s) failed: {', '.join(failed)}")
+    return EXIT_BUG if EXIT_BUG in codes else EXIT_USER
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        files = list_experiments(args.path)
+    except UserError as exc:
+        fail(exc.line())
+        return EXIT_USER
+    if args.start_with >= len(files) and len(files) > 0 and args.start_with:
+        fail(f"--start_with={args.start_with} skips all {len(files)} experiment(s) in {args.path}")
+        return EXIT_USER
+    files = files[args.start_with:]
+    if args.check:
+        return check_only(files)
+    return run_all(files, args.fail_fast)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
