@@ -1,0 +1,92 @@
+"""Shared helpers: shrink the ready scenarios so that a real run on ml-100k takes seconds."""
+
+import copy
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS = ROOT / "experiments"
+
+# Fewer users (those with 20-60 training interactions), one epoch per phase, small models, big batches.
+SMALL_DATA = {
+    "user_inter_num_interval": "[20,60)",
+    "train_batch_size": 4096,
+    "eval_batch_size": 40960,
+    "show_progress": False,
+}
+SMALL_MODELS = {
+    "NeuMF": {"mf_embedding_size": 16, "mlp_embedding_size": 32, "mlp_hidden_size": [32, 16]},
+    "SimpleX": {"embedding_size": 16},
+    "MultiVAE": {"mlp_hidden_size": [64], "latent_dimension": 32},
+    "NGCF": {"embedding_size": 16, "hidden_size_list": [16, 16]},
+    "LightGCN": {"embedding_size": 16, "n_layers": 1},
+    "AutoInt": {"embedding_size": 8, "mlp_hidden_size": [32, 32], "n_layers": 1},
+    "SASRec": {"hidden_size": 16, "inner_size": 32, "n_layers": 1, "MAX_ITEM_LIST_LENGTH": 20},
+}
+
+
+def load(path):
+    return yaml.safe_load(Path(path).read_text())
+
+
+def shrink(experiment, workdir, *, short_form=False, width=8, epochs=1, extra=None):
+    """Write a shrunk copy of a ready experiment into ``workdir`` and return its path.
+
+    Keeps the scenario's commands and their order; only sizes, epochs and paths change: one epoch per train,
+    profiles reduced to ``width`` columns, files under ``workdir``.
+    """
+    workdir = Path(workdir)
+    raw = load(EXPERIMENTS / experiment if not Path(experiment).is_absolute() else experiment)
+    raw.update(SMALL_DATA)
+    raw.update(SMALL_MODELS.get(raw["model"], {}))
+    raw["checkpoint_dir"] = str(workdir / "saved")
+    raw["llm_config"]["embeddings_path"] = str(workdir / "emb")
+    raw["llm_config"].get("preprocess_random", {}).update({"embedding_size": 24})
+    steps = []
+    for step in raw["scenario"]:
+        step = copy.deepcopy(step)
+        name = step["command"] if "command" in step else next(iter(step))
+        params = step.get("params") if "command" in step else step[name]
+        if name == "set_config" and "epochs" in params:
+            params["epochs"] = epochs
+        if name == "reduce_dim":
+            params["dimension"] = width
+            params["file_out"] = f"user{width}.pt"
+        if name == "wrap_model" and "users_emb_file" in params:
+            params["users_emb_file"] = f"user{width}.pt"
+        steps.append({name: params} if short_form else {"command": name, "params": params})
+    raw["scenario"] = steps
+    raw.update(extra or {})
+    path = workdir / Path(experiment).name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def build(model_name, **overrides):
+    """(config, data bundle, model) for a real RecBole model on a small slice of ml-100k."""
+    from recbole.utils import init_seed
+
+    from utils.data import build_dataset, prepare_data
+    from utils.utils import ExperimentConfig, get_model_class
+
+    settings = {"use_gpu": False, "state": "ERROR", "seed": 7, "reproducibility": True, **SMALL_DATA}
+    settings.update(SMALL_MODELS.get(model_name, {}))
+    settings["eval_args"] = {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"}
+    if model_name in ("SASRec", "GRU4Rec"):
+        settings["train_neg_sample_args"] = None
+        settings["eval_args"] = {"split": {"LS": "valid_and_test"}, "group_by": "user", "order": "TO", "mode": "full"}
+    if model_name == "AutoInt":
+        settings["load_col"] = {"inter": ["user_id", "item_id", "rating", "timestamp"],
+                                "user": ["user_id", "age", "gender", "occupation"],
+                                "item": ["item_id", "release_year", "class"]}
+        settings["eval_args"]["mode"] = "uni100"
+    settings.update(overrides)
+    model_class = get_model_class(model_name)
+    config = ExperimentConfig(model=model_class, dataset="ml-100k", config_dict=settings)
+    init_seed(config["seed"], True)
+    dataset = build_dataset(config)
+    data = prepare_data(config, dataset)
+    init_seed(config["seed"], True)
+    model = model_class(config, data.train_dataset)
+    return config, data, model

@@ -1,0 +1,124 @@
+"""End to end: the ready scenarios of experiments/ train real RecBole models on ml-100k (shrunk: one epoch per phase,
+small models, users with 20-60 interactions) and journal their results."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from helpers import ROOT, shrink
+
+import run_exps
+
+pytestmark = pytest.mark.e2e
+
+READY = [
+    "neumf/neumf_ml100k.yaml",
+    "simplex/simplex_ml100k.yaml",
+    "multivae/multivae_ml100k.yaml",
+    "ngcf/ngcf_ml100k.yaml",
+    "lightgcn/lightgcn_ml100k.yaml",
+    "autoint/autoint_ml100k.yaml",
+    "sasrec/sasrec_ml100k.yaml",
+]
+
+
+def journal_of(path):
+    raw = yaml.safe_load(Path(path).read_text())
+    return pd.read_csv(Path(path).parent / raw["journal_name"], index_col=0)
+
+
+@pytest.mark.parametrize("form", ["long", "short"])
+@pytest.mark.parametrize("experiment", READY, ids=[Path(e).parent.name for e in READY])
+def test_ready_scenario_runs_and_journals_both_phases(workdir, experiment, form):
+    path = shrink(experiment, workdir, short_form=form == "short")
+    assert run_exps.main([str(path)]) == 0
+    (row,) = journal_of(path).to_dict("records")
+    assert row["status"] == "done" and row["config"] == path.name
+    assert row["train_0:loss_name"].endswith("RMSE") and json.loads(row["train_0:set_outputs"])
+    for part in (0, 1):
+        test = json.loads(row[f"train_{part}:best_test_res"])
+        assert 0.0 <= test["ndcg@10"] <= 1.0
+        assert Path(row[f"train_{part}:bestmodel_file"]).is_file()
+
+
+def test_two_phase_split_distils_on_part_0_and_fine_tunes_on_part_1(workdir, capsys):
+    path = shrink("neumf/neumf_ml100k.yaml", workdir, extra={"add_train_split": [0.5, 0.5]})
+    raw = yaml.safe_load(path.read_text())
+    steps = raw["scenario"]
+    train_at = [i for i, s in enumerate(steps) if s["command"] == "train"]
+    steps.insert(train_at[1], {"command": "set_train_dataset", "params": 1})
+    steps.insert(train_at[0], {"command": "set_train_dataset", "params": 0})
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    assert run_exps.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    (row,) = journal_of(path).to_dict("records")
+    assert json.loads(row["train_split"]) == [0.5, 0.5]
+    assert (row["train_0:train_ds_ind"], row["train_1:train_ds_ind"]) == (0, 1)
+    assert row["train_0:loss_name"] == "NeumfUserRMSE" and json.loads(row["train_0:set_outputs"]) == [9]
+    assert pd.isna(row["train_1:set_outputs"])  # hooks removed for fine-tuning
+    for part in (0, 1):
+        assert row[f"train_{part}:best_val_score"] > 0
+        assert "ndcg@10" in json.loads(row[f"train_{part}:best_val_res"])
+        assert "ndcg@10" in json.loads(row[f"train_{part}:best_test_res"])
+        assert Path(row[f"train_{part}:bestmodel_file"]).is_file()
+    assert row["train_0:bestmodel_file"] != row["train_1:bestmodel_file"]
+    sizes = [int(line.split(": ")[1].split()[0]) for line in out.splitlines() if "training on part" in line]
+    assert len(sizes) == 2 and abs(sizes[0] - sizes[1]) < 0.1 * sizes[0]
+
+
+def quick_folder(workdir, names):
+    folder = workdir / "batch"
+    folder.mkdir()
+    for name in names:
+        shrink("neumf/neumf_ml100k.yaml", folder, extra={
+            "scenario": [{"print": f"running {name}"}, {"init_model": None}, {"info": 0}, {"break": None}],
+        }).rename(folder / name)
+    return folder
+
+
+def test_a_folder_runs_in_name_order_and_start_with_skips(workdir, capsys):
+    folder = quick_folder(workdir, ["b_second.yaml", "c_third.yaml", "a_first.yaml"])
+    assert run_exps.main([str(folder)]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("running ")]
+    assert printed == ["running a_first.yaml", "running b_second.yaml", "running c_third.yaml"]
+
+    assert run_exps.main([str(folder), "--start_with=1"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("running ")]
+    assert printed == ["running b_second.yaml", "running c_third.yaml"]
+    journal = pd.read_csv(folder / "neumf_journal.csv", index_col=0)
+    assert list(journal["config"]) == ["a_first.yaml", "b_second.yaml", "c_third.yaml", "b_second.yaml",
+                                       "c_third.yaml"]
+    assert set(journal["status"]) == {"stopped"}
+
+
+def test_runner_flags_do_not_reach_recbole(workdir, capsys):
+    folder = quick_folder(workdir, ["a.yaml", "b.yaml"])
+    assert run_exps.main([str(folder), "--start_with=1"]) == 0
+    assert "will not be used in RecBole" not in capsys.readouterr().err
+
+
+def run_cli(*args, cwd):
+    started = time.time()
+    done = subprocess.run([sys.executable, str(ROOT / "run_exps.py"), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+    return done, time.time() - started
+
+
+def test_a_mistyped_command_fails_fast_with_one_line_and_no_training(workdir):
+    path = shrink("neumf/neumf_ml100k.yaml", workdir)
+    raw = yaml.safe_load(path.read_text())
+    raw["scenario"][8]["command"] = "init_trainr"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    done, seconds = run_cli(path, cwd=workdir)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    error_lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "step 9 (init_trainr): unknown command 'init_trainr'; did you mean 'init_trainer'?" in error_lines[0]
+    assert seconds < 60
+    assert not (workdir / "saved").exists()

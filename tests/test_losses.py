@@ -1,0 +1,121 @@
+"""Each distillation loss, on its real RecBole model: gradients reach what produces the hooked tensor, and only that."""
+
+import copy
+
+import pytest
+import torch
+
+from models import losses
+from utils import wrapper as wrap
+from utils.errors import UserError
+
+# model, loss, hooked layer, layers that produce the hooked tensor, a layer to freeze among them, a layer after it
+CASES = [
+    ("NeuMF", "NeumfUserRMSE", "mlp_layers.mlp_layers.1", ["mlp_layers.mlp_layers.1", "user_mlp_embedding"],
+     "item_mlp_embedding", "predict_layer"),
+    ("SimpleX", "SimpleXUserRMSE", "dropout", ["user_emb", "UI_map"], "UI_map", None),
+    ("MultiVAE", "MultiVAEUserRMSE", "decoder.0", ["encoder.0", "encoder.2"], "encoder.2", "decoder.2"),
+    ("NGCF", "NGCFUserRMSE", "GNNlayers.0", ["GNNlayers.0.linear", "user_embedding"],
+     "GNNlayers.0.interActTransform", "GNNlayers.1.linear"),
+    ("LightGCN", "LightGCNUserRMSE", 1, ["user_embedding"], "item_embedding", None),
+    ("LightGCN", "LightGCNUserCosSim", 1, ["user_embedding"], "item_embedding", None),
+    ("AutoInt", "AutoIntUserRMSE", "mlp_layers.mlp_layers.2", ["mlp_layers.mlp_layers.1", "token_embedding_table"],
+     "mlp_layers.mlp_layers.1", "deep_predict_layer"),
+    ("SASRec", "SASRecUserRMSE", 1, ["item_embedding", "trm_encoder.layer.0.feed_forward.dense_1"],
+     "position_embedding", None),
+]
+
+
+def module(model, path):
+    (layer,) = wrap.resolve_layers(model, [path])
+    return layer.module
+
+
+def grads(model, path):
+    return [p.grad for p in module(model, path).parameters()]
+
+
+def distil_backward(model_name, loss_name, hooked, built, frozen=None, width=8):
+    config, data, model = built(model_name)
+    model = copy.deepcopy(model)
+    if frozen:
+        wrap.set_trainable(model, [frozen], False)
+    torch.manual_seed(0)
+    profiles = torch.randn(data.dataset.user_num, width)
+    loss = getattr(losses, loss_name)(model, data.train_dataset, user_emb=profiles, particular=True)
+    wrapper = wrap.ModelWrapper(model, loss, alpha=0.5)
+    wrapper.set_outputs([hooked])
+    wrapper.train()
+    batch = next(iter(data.train_parts[0]))
+    *model_parts, distil = wrapper.calculate_loss(batch)
+    assert distil.dim() == 0 and torch.isfinite(distil) and distil > 0
+    distil.backward()
+    return model
+
+
+@pytest.mark.parametrize("model_name,loss_name,hooked,producers,frozen,downstream", CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_distillation_gradient_reaches_the_producers_only(built, model_name, loss_name, hooked, producers, frozen,
+                                                          downstream):
+    model = distil_backward(model_name, loss_name, hooked, built)
+    for path in producers:
+        assert any(g is not None and g.abs().sum() > 0 for g in grads(model, path)), f"no gradient for {path}"
+    if downstream:
+        assert all(g is None or g.abs().sum() == 0 for g in grads(model, downstream)), f"{downstream} got gradient"
+
+
+@pytest.mark.parametrize("model_name,loss_name,hooked,producers,frozen,downstream", CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_frozen_layers_get_no_gradient(built, model_name, loss_name, hooked, producers, frozen, downstream):
+    model = distil_backward(model_name, loss_name, hooked, built, frozen=frozen)
+    assert all(g is None for g in grads(model, frozen))
+    others = [p for p in producers if p != frozen]
+    assert any(g is not None for path in others for g in grads(model, path))
+
+
+class Rows(losses.UserRowsLoss):
+    pass
+
+
+def fake_model_and_dataset(users=5, items=7):
+    class Dataset:
+        uid_field, iid_field, user_num, item_num = "user_id", "item_id", users, items
+
+    return torch.nn.Linear(1, 1), Dataset()
+
+
+def test_particular_compares_the_first_columns():
+    model, dataset = fake_model_and_dataset()
+    loss = Rows(model, dataset, user_emb=torch.ones(5, 2), particular=True)
+    hidden = torch.tensor([[1.0, 1.0, 9.0], [1.0, 1.0, -9.0]])
+    assert loss.mse(hidden, torch.ones(2, 2)) == 0
+
+
+def test_width_mismatch_without_particular_names_both_shapes():
+    model, dataset = fake_model_and_dataset()
+    loss = Rows(model, dataset, user_emb=torch.ones(5, 2))
+    with pytest.raises(UserError, match=r"hooked \(2, 3\) vs profiles \(2, 2\).*particular"):
+        loss.mse(torch.zeros(2, 3), torch.ones(2, 2))
+
+
+def test_a_hooked_tensor_narrower_than_the_profiles_is_refused():
+    model, dataset = fake_model_and_dataset()
+    loss = Rows(model, dataset, user_emb=torch.ones(5, 4), particular=True)
+    with pytest.raises(UserError, match=r"narrower.*\(2, 3\) vs profiles \(2, 4\)"):
+        loss.rmse(torch.zeros(2, 3), torch.ones(2, 4))
+
+
+def test_distances():
+    model, dataset = fake_model_and_dataset()
+    loss = Rows(model, dataset, user_emb=torch.ones(5, 2))
+    a, b = torch.tensor([[3.0, 0.0]]), torch.tensor([[0.0, 4.0]])
+    assert loss.mse(a, b) == pytest.approx(12.5)
+    assert loss.rmse(a, b) == pytest.approx(12.5**0.5)
+    assert loss.cosine_distance(a, b) == pytest.approx(1.0)
+    assert loss.cosine_distance(a, 2 * a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_loss_without_its_profiles_says_which_setting_is_missing():
+    model, dataset = fake_model_and_dataset()
+    with pytest.raises(UserError, match="use_user_emb"):
+        Rows(model, dataset, user_emb=None)

@@ -1,0 +1,180 @@
+"""Layer numbering, the info table, hooks and trainable flags, on real RecBole models."""
+
+import copy
+
+import pytest
+import torch
+from helpers import build
+
+from models.losses import DistilLoss
+from utils import wrapper as wrap
+from utils.errors import UserError
+
+SEED_ROWS = """\
+    1 |  | root | NeuMF ()
+    2 | ---- | user_mf_embedding | Embedding (944, 64)
+    3 | ---- | item_mf_embedding | Embedding (1683, 64)
+    4 | ---- | user_mlp_embedding | Embedding (944, 512)
+    5 | ---- | item_mlp_embedding | Embedding (1683, 512)
+    6 | ---- | mlp_layers | MLPLayers ()
+    7 | -------- | mlp_layers | Sequential ()
+    8 | ------------ | 0 | Dropout (p=0.1, inplace=False)
+    9 | ------------ | 1 | Linear (in_features=1024, out_features=256, bias=True)
+   10 | ------------ | 2 | ReLU ()
+   11 | ------------ | 3 | Dropout (p=0.1, inplace=False)
+   12 | ------------ | 4 | Linear (in_features=256, out_features=128, bias=True)
+   13 | ------------ | 5 | ReLU ()
+   14 | ------------ | 6 | Dropout (p=0.1, inplace=False)
+   15 | ------------ | 7 | Linear (in_features=128, out_features=64, bias=True)
+   16 | ------------ | 8 | ReLU ()
+   17 | ---- | predict_layer | Linear (in_features=128, out_features=1, bias=True)
+   18 | ---- | sigmoid | Sigmoid ()
+   19 | ---- | loss | BCEWithLogitsLoss ()"""
+
+
+class Capture(DistilLoss):
+    """A loss that records what it was given and returns the hooked tensor's mean (so it has a gradient)."""
+
+    needs = frozenset()
+
+    def forward(self, hooked, interaction):
+        self.seen = hooked
+        return self.hooked_tensor(hooked).float().mean()
+
+
+@pytest.fixture(scope="module")
+def seed_neumf():
+    return build("NeuMF", mf_embedding_size=64, mlp_embedding_size=512, mlp_hidden_size=[256, 128, 64],
+                 dropout_prob=0.1, user_inter_num_interval=None)
+
+
+def batch_of(data):
+    return next(iter(data.train_parts[0]))
+
+
+def test_info_table_of_the_seed_neumf_is_the_seeds_19_rows(seed_neumf):
+    _, _, model = seed_neumf
+    assert wrap.layer_table(model) == SEED_ROWS
+
+
+def test_layers_are_numbered_depth_first_with_dotted_paths(seed_neumf):
+    layers = wrap.enumerate_layers(seed_neumf[2])
+    assert [layer.uid for layer in layers] == list(range(1, 20))
+    assert layers[8].path == "mlp_layers.mlp_layers.1"
+    assert layers[0].path == "" and layers[0].name == "root"
+
+
+def test_count_params_follows_requires_grad(built):
+    model = copy.deepcopy(built("NeuMF")[2])
+    before = wrap.count_params(model)
+    assert before["total_params"] == before["train_params"] > 0
+    wrap.set_trainable(model, [2], False)
+    after = wrap.count_params(model)
+    assert after["train_params"] == before["train_params"] - model.user_mf_embedding.weight.numel()
+
+
+def test_set_trainable_star_freezes_everything_and_lists_every_layer(built):
+    model = copy.deepcopy(built("NeuMF")[2])
+    lines = wrap.set_trainable(model, ["*"], False)
+    assert len(lines) == len(wrap.enumerate_layers(model))
+    assert not any(p.requires_grad for p in model.parameters())
+    wrap.set_trainable(model, [9], True)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"mlp_layers.mlp_layers.1.weight", "mlp_layers.mlp_layers.1.bias"}
+
+
+def test_a_layer_outside_the_model_names_the_count_and_info():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    with pytest.raises(UserError, match=r"layer 42 is outside the model: Sequential has 3 layers.*info"):
+        wrap.resolve_layers(model, [42])
+
+
+def test_an_unknown_path_names_the_nearest():
+    model = torch.nn.ModuleDict({"encoder": torch.nn.Linear(2, 2), "decoder": torch.nn.Linear(2, 2)})
+    with pytest.raises(UserError, match="nearest: encoder"):
+        wrap.resolve_layers(model, ["encodr"])
+
+
+def test_hooks_leave_model_outputs_unchanged(built):
+    config, data, model = built("NeuMF")
+    model = copy.deepcopy(model).eval()
+    batch = batch_of(data)
+    plain = model.predict(batch)
+    wrapper = wrap.ModelWrapper(model, Capture(model, data.train_dataset), alpha=0.5)
+    wrapper.set_outputs([6, 9])
+    wrapper.eval()
+    assert torch.equal(wrapper.predict(batch), plain)
+
+
+def test_hooked_tensor_equals_the_layers_own_output(built):
+    config, data, model = built("NeuMF")
+    model = copy.deepcopy(model).eval()  # eval: dropout off, so the recomputation matches
+    loss = Capture(model, data.train_dataset)
+    wrapper = wrap.ModelWrapper(model, loss, alpha=0.5)
+    wrapper.set_outputs([9])
+    batch = batch_of(data)
+    wrapper.calculate_loss(batch)
+    (hooked_output,) = loss.seen[9]["output"]
+    (hooked_input,) = loss.seen[9]["input"]
+    layer = model.mlp_layers.mlp_layers[1]
+    assert torch.equal(hooked_output, layer(hooked_input[0]))
+    user_e = model.user_mlp_embedding(batch[model.USER_ID])
+    item_e = model.item_mlp_embedding(batch[model.ITEM_ID])
+    assert torch.equal(hooked_input[0], torch.cat((user_e, item_e), -1))
+
+
+def test_nothing_is_captured_during_evaluation(built):
+    config, data, model = built("NeuMF")
+    model = copy.deepcopy(model)
+    loss = Capture(model, data.train_dataset)
+    calls = []
+    loss.forward = lambda hooked, interaction: calls.append(hooked) or torch.tensor(0.0)
+    wrapper = wrap.ModelWrapper(model, loss, alpha=0.5)
+    wrapper.set_outputs([9])
+    wrapper.eval()
+    with torch.no_grad():
+        wrapper.predict(batch_of(data))
+    assert calls == [] and wrapper._captured is None
+
+
+def test_root_hook_sees_forward_called_directly_and_is_removed(built):
+    config, data, model = built("LightGCN")
+    model = copy.deepcopy(model)
+    loss = Capture(model, data.train_dataset)
+    wrapper = wrap.ModelWrapper(model, loss, alpha=0.5)
+    wrapper.set_outputs([1])
+    wrapper.calculate_loss(batch_of(data))
+    users, items = loss.seen[1]["output"][0]
+    assert users.shape[0] == data.dataset.user_num and items.shape[0] == data.dataset.item_num
+    wrapper.remove_outputs()
+    assert "forward" not in vars(model)
+
+
+def test_combined_loss_weights_model_and_distillation_parts(built):
+    config, data, model = built("NeuMF")
+    model = copy.deepcopy(model).eval()
+    batch = batch_of(data)
+    plain = model.calculate_loss(batch)
+    loss = Capture(model, data.train_dataset)
+    wrapper = wrap.ModelWrapper(model, loss, alpha=0.25)
+    wrapper.set_outputs([9])
+    model_part, distil_part = wrapper.calculate_loss(batch)
+    assert torch.allclose(model_part, 0.75 * plain)
+    assert torch.allclose(distil_part, 0.25 * loss.hooked_tensor(loss.seen).mean())
+    wrapper.remove_outputs()
+    assert torch.allclose(wrapper.calculate_loss(batch), plain)
+
+
+def test_a_layer_that_does_not_run_in_training_is_a_clear_error(built):
+    config, data, model = built("NeuMF")
+    wrapper = wrap.ModelWrapper(copy.deepcopy(model), Capture(model, data.train_dataset), alpha=0.5)
+    wrapper.set_outputs(["sigmoid"])  # sigmoid: NeuMF uses it to predict, not to train (it trains on logits)
+    with pytest.raises(UserError, match="did not run"):
+        wrapper.calculate_loss(batch_of(data))
+
+
+def test_wrapper_state_dict_is_the_inner_models(built):
+    config, data, model = built("NeuMF")
+    wrapper = wrap.ModelWrapper(copy.deepcopy(model), Capture(model, data.train_dataset), alpha=0.5)
+    assert list(wrapper.state_dict()) == list(model.state_dict())
+    assert wrapper.USER_ID == model.USER_ID
