@@ -32,3 +32,16 @@ def built():
         return _BUILT[model_name]
 
     return get
+
+
+@pytest.fixture
+def api(monkeypatch):
+    """A running fake OpenAI-compatible server on 127.0.0.1; no API key and no proxy in the environment."""
+    from fake_llm import start_server
+
+    for name in ("OPENAI_API_KEY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    server, fake = start_server()
+    yield fake
+    server.shutdown()
+    server.server_close()

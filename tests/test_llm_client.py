@@ -1,0 +1,172 @@
+"""The OpenAI-compatible client against a real local HTTP server: replies, retries, errors, the resumable cache."""
+
+import json
+import logging
+import socket
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+from fake_llm import COMPLETIONS, EMBEDDINGS, reply_for, vector_for
+
+import utils.llm_client as llm_client
+from utils.errors import UserError
+from utils.llm_client import LLMClient, prompt_sha256, write_descriptions
+
+
+def make_client(api, **kwargs):
+    options = {"model": "chat-m", "embedding_model": "embed-m", "backoff": 0.01, "max_retries": 2}
+    return LLMClient(api.base_url, **{**options, **kwargs})
+
+
+def numbered_prompts(count):
+    return {str(index): f"describe entity number {index}" for index in range(count)}
+
+
+def cache_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_complete_sends_the_chat_request_and_returns_the_stripped_reply(api):
+    text = make_client(api, temperature=0.3, max_tokens=50).complete("a user who likes noir films", system="be brief")
+    assert text == reply_for("a user who likes noir films")
+    assert api.counts == {COMPLETIONS: 1}
+    assert api.payloads[0] == {"model": "chat-m", "temperature": 0.3, "max_tokens": 50, "messages": [
+        {"role": "system", "content": "be brief"}, {"role": "user", "content": "a user who likes noir films"}]}
+
+
+def test_embed_returns_float32_rows_in_input_order_across_batches(api):
+    texts = ["a", "bb", "ccc", "dddd", "eeeee", "ffffff", "g"]
+    matrix = make_client(api).embed(texts, batch_size=3)
+    assert api.counts == {EMBEDDINGS: 3}
+    assert [len(payload["input"]) for payload in api.payloads] == [3, 3, 1]
+    assert matrix.dtype == np.float32 and matrix.shape == (7, 4)
+    np.testing.assert_array_equal(matrix, np.array([vector_for(text) for text in texts], dtype=np.float32))
+
+
+def test_server_errors_are_retried_then_the_call_succeeds(api, caplog):
+    api.forced = [500, 503]
+    with caplog.at_level(logging.WARNING, logger="utils.llm_client"):
+        assert make_client(api).complete("hello") == reply_for("hello")
+    assert api.counts[COMPLETIONS] == 3
+    retries = [record.getMessage() for record in caplog.records]
+    assert len(retries) == 2
+    assert "HTTP 500" in retries[0] and "retry 1 of 2" in retries[0]
+    assert "HTTP 503" in retries[1] and "retry 2 of 2" in retries[1]
+
+
+def test_429_waits_for_a_numeric_retry_after(api, caplog):
+    api.forced, api.retry_after = [429], "0.2"
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="utils.llm_client"):
+        assert make_client(api, backoff=0.001).complete("hello") == reply_for("hello")
+    assert time.monotonic() - start >= 0.2
+    assert api.counts[COMPLETIONS] == 2
+    assert "HTTP 429" in caplog.text and "in 0.20 s" in caplog.text
+
+
+def test_retry_after_is_capped(api, monkeypatch, caplog):
+    monkeypatch.setattr(llm_client, "MAX_WAIT_S", 0.05)
+    api.forced, api.retry_after = [429], "3600"
+    with caplog.at_level(logging.WARNING, logger="utils.llm_client"):
+        make_client(api).complete("hello")
+    assert "in 0.05 s" in caplog.text
+
+
+def test_exhausted_retries_raise_a_one_line_user_error_naming_the_status(api):
+    api.forced = [503] * 10
+    with pytest.raises(UserError) as caught:
+        make_client(api, max_retries=2).complete("hello")
+    message = str(caught.value)
+    assert api.counts[COMPLETIONS] == 3
+    assert "\n" not in message
+    assert "HTTP 503" in message and "forced 503" in message and "3 tries" in message
+    assert api.base_url.rstrip("/") + "/chat/completions" in message
+
+
+def test_unauthorized_is_not_retried_and_names_the_key_variable(api):
+    api.forced = [401]
+    with pytest.raises(UserError, match=r"HTTP 401.*MY_LLM_KEY") as caught:
+        make_client(api, api_key_env="MY_LLM_KEY").complete("hello")
+    assert api.counts[COMPLETIONS] == 1
+    assert "\n" not in str(caught.value)
+
+
+def test_bearer_key_is_read_from_the_env_var_and_left_out_when_unset(api, monkeypatch):
+    client = make_client(api, api_key_env="MY_LLM_KEY")
+    monkeypatch.setenv("MY_LLM_KEY", "sk-test")
+    client.complete("with key")
+    monkeypatch.delenv("MY_LLM_KEY")
+    client.embed(["without key"])
+    assert api.authorization == ["Bearer sk-test", None]
+
+
+def test_connection_refused_is_retried_then_a_user_error():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again below: nothing listens there
+    client = LLMClient(f"http://127.0.0.1:{port}/v1", model="m", backoff=0.01, max_retries=1)
+    with pytest.raises(UserError, match=r"after 2 tries: connection error.*\(hint: check that the server is running"):
+        client.complete("hello")
+
+
+def test_a_reply_of_the_wrong_shape_names_what_is_missing(api):
+    api.reply = {"choices": []}
+    with pytest.raises(UserError, match=r"chat/completions: the reply has no choices\[0\]\.message\.content"):
+        make_client(api).complete("hello")
+    api.reply = {"data": [{"index": 0}]}
+    with pytest.raises(UserError, match=r"embeddings: an item of data lacks an integer index or an embedding"):
+        make_client(api).embed(["x"])
+
+
+def test_a_missing_model_is_a_user_error_before_any_request(api):
+    with pytest.raises(UserError, match="no chat model.*hint: pass model="):
+        make_client(api, model=None).complete("hello")
+    with pytest.raises(UserError, match="no embedding model.*hint: pass embedding_model="):
+        make_client(api, embedding_model=None).embed(["x"])
+    assert api.counts == {}
+
+
+def test_write_descriptions_keeps_within_the_concurrency_bound(api, tmp_path):
+    api.delay = 0.05
+    prompts = numbered_prompts(12)
+    found = write_descriptions(make_client(api, concurrency=3), prompts, tmp_path / "cache.jsonl", progress=False)
+    assert found == {entity: reply_for(prompt) for entity, prompt in prompts.items()}
+    assert api.counts[COMPLETIONS] == 12
+    assert 2 <= api.max_in_flight <= 3
+
+
+def test_an_interrupted_run_resumes_from_the_cache(api, tmp_path):
+    cache = tmp_path / "sub" / "cache.jsonl"
+    prompts = numbered_prompts(12)
+    api.fail_after = 5
+    with pytest.raises(UserError, match="HTTP 500"):
+        write_descriptions(make_client(api, concurrency=3), prompts, cache, system="be brief", progress=False)
+    first = cache_lines(cache)
+    assert len(first) == 5
+    assert all(line["prompt_sha256"] == prompt_sha256(prompts[line["id"]]) for line in first)
+
+    api.fail_after, api.counts = None, Counter()
+    found = write_descriptions(make_client(api, concurrency=3), prompts, cache, system="be brief", progress=True)
+    assert api.counts[COMPLETIONS] == 7
+    assert found == {entity: reply_for(prompt) for entity, prompt in prompts.items()}
+    assert list(found) == list(prompts)
+    assert sorted(line["id"] for line in cache_lines(cache)) == sorted(prompts)
+
+
+def test_stale_prompt_hashes_and_a_truncated_last_line_are_ignored(api, tmp_path):
+    cache = tmp_path / "cache.jsonl"
+    prompts = {"a": "prompt a", "b": "prompt b, changed since", "c": "prompt c"}
+    kept = {"id": "a", "prompt_sha256": prompt_sha256("prompt a"), "description": "cached a"}
+    stale = {"id": "b", "prompt_sha256": prompt_sha256("prompt b"), "description": "old b"}
+    truncated = json.dumps({"id": "c", "prompt_sha256": prompt_sha256("prompt c"), "description": "cut"})[:-9]
+    cache.write_text(json.dumps(kept) + "\n" + json.dumps(stale) + "\n" + truncated)
+
+    found = write_descriptions(make_client(api), prompts, cache, progress=False)
+    assert found == {"a": "cached a", "b": reply_for(prompts["b"]), "c": reply_for("prompt c")}
+    assert api.counts[COMPLETIONS] == 2
+
+    # the truncated line was ended, so the lines appended after it are whole and the next run requests nothing
+    assert write_descriptions(make_client(api), prompts, cache, progress=False) == found
+    assert api.counts[COMPLETIONS] == 2
