@@ -42,7 +42,10 @@ def shrink(experiment, workdir, *, short_form=False, width=8, epochs=1, extra=No
     raw.update(SMALL_MODELS.get(raw["model"], {}))
     raw["checkpoint_dir"] = str(workdir / "saved")
     raw["llm_config"]["embeddings_path"] = str(workdir / "emb")
-    raw["llm_config"].get("preprocess_random", {}).update({"embedding_size": 24})
+    llm = raw["llm_config"]
+    llm.get("preprocess_random", {}).update({"embedding_size": 24})
+    if "build_profiles" in llm:  # TF-IDF instead of MiniLM: seconds instead of a minute
+        llm["build_profiles"].update({"encoder": "tfidf", "dim": 24})
     steps = []
     for step in raw["scenario"]:
         step = copy.deepcopy(step)

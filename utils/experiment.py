@@ -16,6 +16,7 @@ from .data import build_dataset, dataset_files_present, prepare_data
 from .embeddings import embeddings_dir, profiles_to_matrix, random_matrix, read_profiles, save_tensor
 from .errors import UserError
 from .journal import ExperimentsJournal, JournalRecord
+from .profiles import ProfileSpec, ensure_profiles
 from .settings import parse_settings
 from .tmanager import ScenarioRun, TrainManager, check_scenario, say
 from .utils import PROJECT_ROOT, ExperimentConfig, get_model_class, load_yaml
@@ -115,9 +116,11 @@ def subdir_of(path):
         return parent.name
 
 
-def prepare_llm_files(settings, config, dataset):
-    """``llm_config`` preprocessing: random matrices, or JSON profiles -> matrices in RecBole id order."""
+def prepare_llm_files(settings, config, data, record):
+    """``llm_config`` preprocessing: random matrices; or profiles built when asked, then JSON -> matrices in
+    RecBole id order."""
     llm = settings.llm_config
+    dataset = data.dataset
     folder = embeddings_dir(llm.embeddings_path, config["dataset"])
     fields = {"user": dataset.uid_field, "item": dataset.iid_field}
     random_spec = llm.preprocess_random or {}
@@ -130,8 +133,13 @@ def prepare_llm_files(settings, config, dataset):
             rows = dataset.num(fields[entity]) - int(start_with_1)
             seed = config["seed"] + (0 if entity == "user" else 1)
             save_tensor(random_matrix(rows, random_spec["embedding_size"], seed), folder / name)
+            record.set("profiles", f"random {random_spec['embedding_size']}-d")
             say(f"llm_config: random {entity} matrix {rows}x{random_spec['embedding_size']} -> {folder / name}")
         return
+    if llm.build_profiles:
+        spec = ProfileSpec.from_config(llm.build_profiles)
+        state = ensure_profiles(spec, config, data, folder, say=say)
+        record.set("profiles", f"{spec.to}: {spec.source}+{spec.encoder} ({state})")
     spec = llm.preprocess_from_json
     if spec:
         entity = spec.get("entity", "user")
@@ -239,7 +247,7 @@ def _run_checked(checked, record):
     describe_experiment(record, config, settings, dataset, checked)
     say(f"== {checked.file}: {config['model']} on {config['dataset']} ({dataset.user_num - 1} users, "
         f"{dataset.item_num - 1} items, {dataset.inter_num} interactions; {len(data.train_parts)} training part(s))")
-    prepare_llm_files(settings, config, dataset)
+    prepare_llm_files(settings, config, data, record)
     run = ScenarioRun(file=checked.file, config=config, settings=settings, data=data, record=record,
                       model_class=checked.model_class)
     return TrainManager(run, checked.steps).execute()

@@ -28,7 +28,7 @@ PART_FIELDS = [
     "best_val_score", "best_val_res", "best_test_res", "bestmodel_file",
 ]  # fmt: skip
 PART_EXTRA_FIELDS = ["reduce_dim", "epochs_run", "train_time_s", "history_file"]
-EXTRA_COLUMNS = ["model", "status", "error", "duration_s", "config_hash", "log_file"]
+EXTRA_COLUMNS = ["model", "status", "error", "duration_s", "config_hash", "log_file", "profiles"]
 LIST_PART_FIELDS = ("set_trainable", "config", "reduce_dim")
 
 

@@ -118,6 +118,10 @@ def parse_llm_config(raw):
                             f"use one of: {', '.join(ALIGNMENTS)}")
         if spec.get("entity", "user") not in ("user", "item"):
             raise UserError(f"llm_config.preprocess_from_json.entity must be user or item, got {spec['entity']!r}")
+    if cfg.build_profiles is not None:
+        from .profiles import ProfileSpec
+
+        ProfileSpec.from_config(cfg.build_profiles)
     if cfg.preprocess_random is not None:
         spec = _need_mapping(cfg.preprocess_random, "llm_config.preprocess_random")
         known = ("random", "embedding_size", "random_users_emb_file", "random_items_emb_file")

@@ -1,0 +1,479 @@
+"""User and item profiles written from the experiment's *training* interactions, then encoded.
+
+Profiles are built on exactly the split the experiment trains on (same dataset, filters, seed and ``eval_args``),
+from training interactions only: a profile written from a user's whole history would describe the very items the
+test split holds out, and part of any measured gain would be leakage.
+
+Two sources write the text: ``template`` (deterministic sentences from the data: demographics, favourite and
+disliked genres with their shares, release decades, top- and low-rated titles) and ``llm`` (an OpenAI-compatible
+endpoint given a prompt built from the same facts). The output is the upstream JSON schema, a list of
+``{id, description, prompt, embedding}`` (user profiles add ``history``: the raw item ids they were written
+from), plus ``<name>.meta.json`` saying which source, encoder and split built it.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .encoders import encode
+from .errors import UserError
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_VERSION = 1
+SOURCES = ("template", "llm")
+ENTITIES = ("user", "item")
+SYSTEM_PROMPT = (
+    "You write short, factual profiles of the users and items of a recommender system from their interaction "
+    "history. Describe tastes and character; do not invent facts beyond the data given."
+)
+
+
+@dataclass
+class ProfileFields:
+    """Which atomic-file fields carry text. Defaults fit MovieLens (ml-100k, ml-1m)."""
+
+    user: list = field(default_factory=lambda: ["age", "gender", "occupation"])
+    title: str = "movie_title"
+    year: str = "release_year"
+    genres: str = "class"
+    rating: str = "rating"
+    time: str = "timestamp"
+    noun: str = "movie"
+    like_threshold: float = 4.0  # ratings at or above count as liked
+    dislike_threshold: float = 2.0  # ratings at or below count as disliked
+
+
+# --- reading the data ---------------------------------------------------------------------------------------------
+
+
+def read_atomic(path):
+    """A RecBole atomic file as a DataFrame of strings, columns named without their ``:type`` suffix."""
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3, encoding="utf-8")
+    frame.columns = [column.split(":")[0] for column in frame.columns]
+    return frame
+
+
+def atomic_path(config, suffix):
+    return Path(config["data_path"]) / f"{config['dataset']}.{suffix}"
+
+
+def training_history(data):
+    """The whole training set as raw tokens: a DataFrame with columns ``user``, ``item``."""
+    dataset = data.dataset
+    inter = data.train_dataset.inter_feat
+    users = dataset.id2token(dataset.uid_field, inter[dataset.uid_field].numpy())
+    items = dataset.id2token(dataset.iid_field, inter[dataset.iid_field].numpy())
+    return pd.DataFrame({"user": np.asarray(users, dtype=str), "item": np.asarray(items, dtype=str)})
+
+
+def split_fingerprint(history):
+    """A hash of the training pairs: equal exactly when the training split is."""
+    pairs = sorted(zip(history["user"], history["item"], strict=True))
+    digest = hashlib.sha256()
+    for user, item in pairs:
+        digest.update(f"{user}\t{item}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def with_ratings(history, config, fields):
+    """Add ``rating`` and ``time`` from the raw interaction file (RecBole may have turned ratings into labels)."""
+    path = atomic_path(config, "inter")
+    raw = read_atomic(path)
+    uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+    keep = {uid: "user", iid: "item"}
+    if fields.rating in raw:
+        keep[fields.rating] = "rating"
+    if fields.time in raw:
+        keep[fields.time] = "time"
+    raw = raw[list(keep)].rename(columns=keep)
+    for column in ("rating", "time"):
+        if column in raw:
+            raw[column] = pd.to_numeric(raw[column], errors="coerce")
+    raw = raw.groupby(["user", "item"], as_index=False).mean(numeric_only=True) if len(keep) > 2 else raw
+    merged = history.merge(raw, on=["user", "item"], how="left")
+    for column in ("rating", "time"):
+        if column not in merged:
+            merged[column] = np.nan
+    return merged
+
+
+def item_table(config, fields):
+    """Item id -> title, year, genres (empty when the dataset has no item file)."""
+    path = atomic_path(config, "item")
+    iid = config["ITEM_ID_FIELD"]
+    if not path.is_file():
+        return {}
+    frame = read_atomic(path)
+    table = {}
+    for row in frame.to_dict("records"):
+        genres = row.get(fields.genres, "")
+        table[row[iid]] = {
+            "title": row.get(fields.title, "").strip(),
+            "year": row.get(fields.year, "").strip(),
+            "genres": [g for g in genres.split(" ") if g] if genres else [],
+        }
+    return table
+
+
+def user_table(config, fields):
+    path = atomic_path(config, "user")
+    uid = config["USER_ID_FIELD"]
+    if not path.is_file():
+        return {}
+    frame = read_atomic(path)
+    wanted = [f for f in fields.user if f in frame.columns]
+    return {row[uid]: {f: row[f] for f in wanted} for row in frame.to_dict("records")}
+
+
+# --- facts and texts ----------------------------------------------------------------------------------------------
+
+
+def _title(item, items):
+    info = items.get(item)
+    if not info or not info["title"]:
+        return f"item {item}"
+    return f"{info['title']} ({info['year']})" if info["year"] else info["title"]
+
+
+def _shares(counter, top=3):
+    total = sum(counter.values())
+    if not total:
+        return []
+    ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return [(name, round(100 * count / total)) for name, count in ranked]
+
+
+def _decade(year):
+    try:
+        return f"{int(float(year)) // 10 * 10}s"
+    except (TypeError, ValueError):
+        return None
+
+
+def describe_person(attributes):
+    """'a 24-year-old man, occupation: technician' from the user file's fields."""
+    parts = []
+    age, gender = attributes.get("age"), attributes.get("gender")
+    noun = {"M": "man", "F": "woman"}.get(gender, "person")
+    if age:
+        parts.append(f"a {age}-year-old {noun}")
+    elif gender:
+        parts.append(f"a {noun}")
+    for name, value in attributes.items():
+        if name not in ("age", "gender") and value:
+            parts.append(f"{name.replace('_', ' ')}: {value}")
+    return ", ".join(parts)
+
+
+def user_facts(user, rows, users, items, fields):
+    """The facts a user profile states, from that user's training rows (columns item, rating, time)."""
+    rated = rows.dropna(subset=["rating"])
+    liked = rated[rated["rating"] >= fields.like_threshold]["item"] if len(rated) else rows["item"]
+    disliked = rated[rated["rating"] <= fields.dislike_threshold]["item"] if len(rated) else []
+    genre_like = Counter(g for item in liked for g in items.get(item, {}).get("genres", []))
+    genre_dislike = Counter(g for item in disliked for g in items.get(item, {}).get("genres", []))
+    decades = Counter(d for item in rows["item"] if (d := _decade(items.get(item, {}).get("year"))))
+    ordered = rated.sort_values(["rating", "time", "item"], ascending=[False, False, True])
+    top = [_title(i, items) for i in ordered[ordered["rating"] >= fields.like_threshold]["item"].head(5)]
+    low = ordered[ordered["rating"] <= fields.dislike_threshold].sort_values(["rating", "time", "item"],
+                                                                             ascending=[True, False, True])
+    return {
+        "id": user,
+        "person": describe_person(users.get(user, {})),
+        "count": int(len(rows)),
+        "mean_rating": float(rated["rating"].mean()) if len(rated) else None,
+        "liked_share": round(100 * float((rated["rating"] >= fields.like_threshold).mean())) if len(rated) else None,
+        "favourite_genres": _shares(genre_like),
+        "disliked_genres": _shares(genre_dislike),
+        "decades": _shares(decades),
+        "top_rated": top,
+        "low_rated": [_title(i, items) for i in low["item"].head(3)],
+        "history": sorted(rows["item"].unique().tolist(), key=lambda t: (len(t), t)),
+    }
+
+
+def _listing(pairs, unit="%"):
+    return ", ".join(f"{name} ({share}{unit})" for name, share in pairs)
+
+
+def user_text(facts, fields):
+    """The template profile of a user: a few deterministic sentences."""
+    noun = fields.noun
+    lines = [f"User {facts['id']}" + (f": {facts['person']}." if facts["person"] else ".")]
+    rated = f"Rated {facts['count']} {noun}s in the training period"
+    if facts["mean_rating"] is not None:
+        rated += f", {facts['mean_rating']:.1f} stars on average ({facts['liked_share']}% rated "
+        rated += f"{fields.like_threshold:g} or more)"
+    lines.append(rated + ".")
+    if facts["favourite_genres"]:
+        lines.append(f"Favourite genres: {_listing(facts['favourite_genres'])}.")
+    if facts["disliked_genres"]:
+        lines.append(f"Disliked genres: {_listing(facts['disliked_genres'])}.")
+    if facts["decades"]:
+        lines.append(f"Preferred release decades: {_listing(facts['decades'])}.")
+    if facts["top_rated"]:
+        lines.append(f"Top-rated {noun}s: {'; '.join(facts['top_rated'])}.")
+    if facts["low_rated"]:
+        lines.append(f"Low-rated {noun}s: {'; '.join(facts['low_rated'])}.")
+    return " ".join(lines)
+
+
+def user_prompt(facts, rows, items, fields, limit=60):
+    """What the LLM is asked: the same facts, and the rated titles themselves."""
+    rated = rows.sort_values(["rating", "time", "item"], ascending=[False, False, True], na_position="last")
+    history = "\n".join(
+        f"- {_title(item, items)}" + (f": {rating:g} stars" if pd.notna(rating) else "")
+        + (f" [{', '.join(items[item]['genres'])}]" if items.get(item, {}).get("genres") else "")
+        for item, rating in zip(rated["item"].head(limit), rated["rating"].head(limit), strict=True)
+    )
+    return (
+        f"Write a profile of this user's {fields.noun} tastes in 3 to 5 sentences.\n"
+        f"Summary: {user_text(facts, fields)}\n"
+        f"Rated {fields.noun}s (best first, at most {limit}):\n{history}"
+    )
+
+
+def item_facts(item, rows, items, fields):
+    rated = rows.dropna(subset=["rating"])
+    info = items.get(item, {})
+    return {
+        "id": item,
+        "title": _title(item, items),
+        "genres": info.get("genres", []),
+        "count": int(len(rows)),
+        "mean_rating": float(rated["rating"].mean()) if len(rated) else None,
+        "liked_share": round(100 * float((rated["rating"] >= fields.like_threshold).mean())) if len(rated) else None,
+    }
+
+
+def item_text(facts, fields):
+    noun = fields.noun.capitalize()
+    lines = [f"{noun} {facts['id']}: {facts['title']}."]
+    if facts["genres"]:
+        lines.append(f"Genres: {', '.join(facts['genres'])}.")
+    if not facts["count"]:
+        lines.append("Not rated in the training period.")
+    elif facts["mean_rating"] is None:
+        lines.append(f"Chosen by {facts['count']} users in the training period.")
+    else:
+        lines.append(f"Rated by {facts['count']} users in the training period, {facts['mean_rating']:.1f} stars on "
+                     f"average ({facts['liked_share']}% rated {fields.like_threshold:g} or more).")
+    return " ".join(lines)
+
+
+def item_prompt(facts, fields):
+    return (f"Write a description of this {fields.noun} and of the audience it appeals to in 2 to 4 sentences.\n"
+            f"Facts: {item_text(facts, fields)}")
+
+
+# --- building -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProfileSpec:
+    """What to build: ``build_profiles`` in llm_config, or make_profiles.py's flags."""
+
+    to: str
+    entity: str = "user"
+    source: str = "template"
+    encoder: str = "minilm"
+    dim: int = 256  # tfidf only
+    fields: ProfileFields = field(default_factory=ProfileFields)
+    llm: dict = field(default_factory=dict)  # LLMClient options: base_url, model, embedding_model, api_key_env...
+    on_other_split: str = "rebuild"  # or 'refuse'
+
+    def check(self):
+        if self.entity not in ENTITIES:
+            raise UserError(f"build_profiles: entity must be user or item, got {self.entity!r}")
+        if self.source not in SOURCES:
+            raise UserError(f"build_profiles: source must be template or llm, got {self.source!r}")
+        from .encoders import ENCODERS
+
+        if self.encoder not in ENCODERS:
+            raise UserError(f"build_profiles: unknown encoder {self.encoder!r}", f"use one of: {', '.join(ENCODERS)}")
+        if self.on_other_split not in ("rebuild", "refuse"):
+            raise UserError(f"build_profiles: on_other_split must be rebuild or refuse, got {self.on_other_split!r}")
+        if not self.to.endswith(".json") or "/" in self.to:
+            raise UserError(f"build_profiles: to must be a .json file name, got {self.to!r}")
+        if (self.source == "llm" or self.encoder == "openai") and not self.llm.get("base_url"):
+            raise UserError("build_profiles: source llm / encoder openai need llm: {base_url: ...}",
+                            "an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+        return self
+
+    @classmethod
+    def from_config(cls, raw):
+        if not isinstance(raw, dict):
+            raise UserError(f"llm_config.build_profiles must be a mapping, got {raw!r}")
+        raw = dict(raw)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise UserError(f"llm_config.build_profiles: unknown key(s) {sorted(unknown)}",
+                            f"known keys: {', '.join(sorted(known))}")
+        if "to" not in raw:
+            raise UserError("llm_config.build_profiles needs to: <file>.json")
+        fields = raw.pop("fields", None) or {}
+        unknown = set(fields) - set(ProfileFields.__dataclass_fields__)
+        if unknown:
+            raise UserError(f"llm_config.build_profiles.fields: unknown key(s) {sorted(unknown)}")
+        return cls(fields=ProfileFields(**fields), **raw).check()
+
+    def identity(self):
+        """What must match for existing profiles to be reused (besides the split)."""
+        return {"entity": self.entity, "source": self.source, "encoder": self.encoder,
+                "dim": self.dim if self.encoder == "tfidf" else None, "template_version": TEMPLATE_VERSION,
+                "fields": asdict(self.fields), "llm_model": self.llm.get("model") if self.source == "llm" else None,
+                "embedding_model": self.llm.get("embedding_model") if self.encoder == "openai" else None}
+
+
+def meta_path(json_path):
+    json_path = Path(json_path)
+    return json_path.with_name(f"{json_path.stem}.meta.json")
+
+
+def split_description(config, fingerprint, history):
+    return {
+        "dataset": config["dataset"],
+        "fingerprint": fingerprint,
+        "seed": config["seed"],
+        "eval_args": config["eval_args"],
+        "user_filter": config["user_inter_num_interval"],
+        "item_filter": config["item_inter_num_interval"],
+        "train_interactions": int(len(history)),
+    }
+
+
+def profile_texts(spec, config, data, history):
+    """(ids in RecBole order, texts or prompts, extra fields per id) for the entity."""
+    fields = spec.fields
+    items = item_table(config, fields)
+    dataset = data.dataset
+    if spec.entity == "user":
+        users = user_table(config, fields)
+        ids = [str(t) for t in dataset.field2id_token[dataset.uid_field][1:]]
+        groups = dict(tuple(history.groupby("user")))
+        empty = history.iloc[0:0]
+        facts = {u: user_facts(u, groups.get(u, empty), users, items, fields) for u in ids}
+        texts = {u: user_text(facts[u], fields) for u in ids}
+        prompts = {u: user_prompt(facts[u], groups.get(u, empty), items, fields) for u in ids}
+        extras = {u: {"history": facts[u]["history"]} for u in ids}
+    else:
+        ids = [str(t) for t in dataset.field2id_token[dataset.iid_field][1:]]
+        groups = dict(tuple(history.groupby("item")))
+        empty = history.iloc[0:0]
+        facts = {i: item_facts(i, groups.get(i, empty), items, fields) for i in ids}
+        texts = {i: item_text(facts[i], fields) for i in ids}
+        prompts = {i: item_prompt(facts[i], fields) for i in ids}
+        extras = {i: {} for i in ids}
+    return ids, texts, prompts, extras
+
+
+def build_profiles(spec, config, data, folder, progress=True):
+    """Write ``<folder>/<spec.to>`` and its metadata for the experiment's training split.
+
+    Returns:
+        dict: the metadata written.
+    """
+    started = time.time()
+    history = with_ratings(training_history(data), config, spec.fields)
+    fingerprint = split_fingerprint(history[["user", "item"]])
+    ids, texts, prompts, extras = profile_texts(spec, config, data, history)
+    out = Path(folder) / spec.to
+    client = None
+    if spec.source == "llm" or spec.encoder == "openai":
+        from .llm_client import LLMClient
+
+        client = LLMClient(**spec.llm)
+    if spec.source == "llm":
+        from .llm_client import write_descriptions
+
+        # one cache per model and instructions: a description written by another model is not reused
+        key = hashlib.sha256(f"{spec.llm.get('model')}\n{SYSTEM_PROMPT}".encode()).hexdigest()[:8]
+        cache = out.with_name(f"{out.stem}.llm_cache-{key}.jsonl")
+        descriptions = write_descriptions(client, {i: prompts[i] for i in ids}, cache, system=SYSTEM_PROMPT,
+                                          progress=progress)
+        descriptions = [descriptions[i] for i in ids]
+    else:
+        descriptions = [texts[i] for i in ids]
+    written = time.time()
+    vectors = encode(descriptions, spec.encoder, dim=spec.dim, seed=config["seed"], client=client, progress=progress)
+    profiles = [
+        {"id": i, "description": d, "prompt": prompts[i], "embedding": [round(float(x), 7) for x in v], **extras[i]}
+        for i, d, v in zip(ids, descriptions, vectors, strict=True)
+    ]
+    _write_json(out, profiles)
+    meta = {
+        **spec.identity(),
+        "file": spec.to,
+        "count": len(profiles),
+        "dim": int(vectors.shape[1]),
+        "split": split_description(config, fingerprint, history),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "seconds": {"texts": round(written - started, 1), "encode": round(time.time() - written, 1)},
+    }
+    _write_json(meta_path(out), meta)
+    logger.info("wrote %d %s profiles to %s", len(profiles), spec.entity, out)
+    return meta
+
+
+def _write_json(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(value, fh, ensure_ascii=False)
+    os.replace(tmp, path)
+
+
+def read_meta(json_path):
+    path = meta_path(json_path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+
+
+def ensure_profiles(spec, config, data, folder, say=print):
+    """Build the profiles a scenario asks for when missing or made for another split / with other settings.
+
+    Returns:
+        str: 'built', 'rebuilt' or 'reused'.
+    """
+    out = Path(folder) / spec.to
+    if not out.is_file():
+        say(f"llm_config: building {spec.entity} profiles ({spec.source} + {spec.encoder}) -> {out}")
+        build_profiles(spec, config, data, folder)
+        return "built"
+    meta = read_meta(out)
+    history = training_history(data)
+    fingerprint = split_fingerprint(history)
+    if meta is None:
+        raise UserError(
+            f"{out} exists without {meta_path(out).name}, so its split cannot be checked",
+            "delete it to have it built, or drop build_profiles and use preprocess_from_json alone",
+        )
+    other_split = meta.get("split", {}).get("fingerprint") != fingerprint
+    other_settings = {k: meta.get(k) for k in spec.identity()} != spec.identity()
+    if not other_split and not other_settings:
+        say(f"llm_config: {out.name} was built for this split with the same settings: reused")
+        return "reused"
+    why = "another split" if other_split else "other settings"
+    if other_split and spec.on_other_split == "refuse":
+        raise UserError(
+            f"{out} was built from {why} (fingerprint {meta.get('split', {}).get('fingerprint')}, "
+            f"this experiment's is {fingerprint})",
+            "set build_profiles.on_other_split: rebuild, or build them with make_profiles.py --config <this file>",
+        )
+    say(f"llm_config: {out.name} was built from {why}: rebuilding")
+    build_profiles(spec, config, data, folder)
+    return "rebuilt"
