@@ -19,7 +19,7 @@ from .journal import ExperimentsJournal, JournalRecord
 from .profiles import ProfileSpec, ensure_profiles
 from .settings import parse_settings
 from .tmanager import ScenarioRun, TrainManager, check_scenario, say
-from .utils import PROJECT_ROOT, ExperimentConfig, get_model_class, load_yaml
+from .utils import PROJECT_ROOT, ExperimentConfig, check_setting_names, get_model_class, load_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ def check_experiment(path):
         if "dataset" not in recbole:
             raise UserError("no dataset: set dataset: (e.g. ml-100k)")
         model_class = get_model_class(recbole["model"])
+        check_setting_names(recbole, model_class)
         steps = check_scenario(settings.scenario, model_name=recbole["model"])
         config = build_config(settings, recbole, model_class)
         check_dataset_location(config)
@@ -199,6 +200,20 @@ def journal_for(path, settings=None):
     return ExperimentsJournal(Path(path).parent / name)
 
 
+def already_done(path):
+    """Whether the file's journal has a ``done`` row for this file name with this exact content."""
+    path = Path(path)
+    try:
+        journal = journal_for(path, parse_settings(load_yaml(path))[0])
+    except UserError:
+        return False
+    content = file_hash(path)
+    return any(
+        row.get("config") == path.name and row.get("config_hash") == content and row.get("status") == "done"
+        for row in journal.rows()
+    )
+
+
 def run_experiment(path, journal=None):
     """Run one experiment file and append its journal row.
 
@@ -222,6 +237,10 @@ def run_experiment(path, journal=None):
     except UserError as exc:
         exc.locate(file=path)
         record.finish("failed", exc.line())
+        (journal or journal_for(path, checked.settings if checked else None)).append(record.row())
+        raise
+    except KeyboardInterrupt:
+        record.finish("interrupted", "interrupted by the user (Ctrl-C)")
         (journal or journal_for(path, checked.settings if checked else None)).append(record.row())
         raise
     except BaseException as exc:

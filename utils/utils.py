@@ -77,6 +77,42 @@ class ExperimentConfig(Config):
         return dict(self._overrides)
 
 
+def recbole_setting_names():
+    """Every setting name RecBole itself knows: its argument lists and every key of its bundled YAML files."""
+    import recbole
+    from recbole.utils import argument_list
+
+    names = set()
+    for group in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
+        names |= set(getattr(argument_list, group))
+    for path in (Path(recbole.__file__).parent / "properties").rglob("*.yaml"):
+        if path.parent.name == "dataset" and path.stem in ("url", "kg_url"):
+            continue
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            continue
+        if isinstance(data, dict):
+            names |= set(data)
+    return names
+
+
+def check_setting_names(recbole_settings, model_class):
+    """Refuse a RecBole-part key that is not a known setting but is one typo away from one (``epoch: 5`` would
+    otherwise silently train RecBole's default 300 epochs). A custom model may list its own keys in its class
+    attribute ``extra_config_keys``."""
+    known = recbole_setting_names() | set(getattr(model_class, "extra_config_keys", ()))
+    for key in recbole_settings:
+        if key in known:
+            continue
+        near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.8)
+        if near:
+            raise UserError(
+                f"'{key}' is not a RecBole setting; did you mean '{near[0]}'?",
+                "RecBole would silently ignore it; a setting of a custom model belongs in its extra_config_keys",
+            )
+
+
 # --- models and losses --------------------------------------------------------------------------------------------
 
 
