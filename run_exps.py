@@ -1,6 +1,6 @@
 """Run one experiment file, or a folder of them, and journal the results.
 
-    python run_exps.py experiments/<file.yaml or folder> [--start_with=n] [--check] [--fail-fast]
+    python run_exps.py experiments/<file.yaml or folder> [--start_with=n] [--check] [--resume] [--fail-fast]
 
 A folder runs every ``.yaml`` directly in it, sorted by name; ``--start_with=n`` skips the first n of them.
 A user mistake (bad YAML, unknown command, missing file, ...) is one line on stderr and exit status 2; a
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from utils.errors import UserError
 
-EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
+EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def parse_args(argv):
@@ -30,6 +30,9 @@ def parse_args(argv):
                         help="check every experiment (YAML, commands, params, order, model, loss, dataset) and "
                              "train nothing; exit 0 when all pass, 2 otherwise")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing experiment")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip experiments whose journal already has a 'done' row for the same file with the "
+                             "same content (an edited file runs again)")
     args = parser.parse_args(argv)
     if args.start_with < 0:
         parser.error(f"--start_with must be 0 or more, got {args.start_with}")
@@ -70,11 +73,15 @@ def check_only(files):
     return EXIT_USER if failures else EXIT_OK
 
 
-def run_all(files, fail_fast):
-    from utils.experiment import run_experiment
+def run_all(files, fail_fast, resume=False):
+    from utils.experiment import already_done, run_experiment
 
     outcomes = []
     for number, file in enumerate(files, start=1):
+        if resume and already_done(file):
+            print(f"\n##### experiment {number}/{len(files)}: {file}: done before, unchanged: skipped", flush=True)
+            outcomes.append((file, "skipped", 0.0, None))
+            continue
         print(f"\n##### experiment {number}/{len(files)}: {file}", flush=True)
         started = time.time()
         try:
@@ -116,7 +123,11 @@ def main(argv=None):
     files = files[args.start_with:]
     if args.check:
         return check_only(files)
-    return run_all(files, args.fail_fast)
+    try:
+        return run_all(files, args.fail_fast, args.resume)
+    except KeyboardInterrupt:
+        fail("interrupted: the running experiment is journaled as interrupted; --resume continues the batch")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

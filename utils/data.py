@@ -67,7 +67,11 @@ def build_dataset(config):
                 f"dataset '{config['dataset']}' is not in {where}, and RecBole knows no download for that name",
                 f"put {config['dataset']}.inter (and .user / .item) in {where} or fix dataset / data_path",
             ) from None
-        raise
+        raise UserError(f"RecBole could not build the dataset: {exc}", "check load_col, filters and field names",
+                        ) from None
+    except (KeyError, AssertionError) as exc:
+        raise UserError(f"RecBole could not build the dataset: {type(exc).__name__} {exc}",
+                        "check load_col, filters and field names (USER_ID_FIELD, ITEM_ID_FIELD, ...)") from None
 
 
 def split_training(train_dataset, ratios, *, shuffle, group_by):
