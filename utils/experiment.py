@@ -5,15 +5,17 @@ trainer -> fit -> evaluate) cut into the scenario's named steps.
 """
 
 import hashlib
+import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from recbole.utils import init_logger, init_seed
 
 from .data import build_dataset, dataset_files_present, prepare_data
-from .embeddings import embeddings_dir, profiles_to_matrix, random_matrix, read_profiles, save_tensor
+from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_matrix, save_tensor
 from .errors import UserError
 from .journal import ExperimentsJournal, JournalRecord
 from .profiles import ProfileSpec, ensure_profiles
@@ -137,17 +139,20 @@ def prepare_llm_files(settings, config, data, record):
             record.set("profiles", f"random {random_spec['embedding_size']}-d")
             say(f"llm_config: random {entity} matrix {rows}x{random_spec['embedding_size']} -> {folder / name}")
         return
-    if llm.build_profiles:
-        spec = ProfileSpec.from_config(llm.build_profiles)
+    built = []
+    for raw in llm.build_profiles:
+        spec = ProfileSpec.from_config(raw)
         state = ensure_profiles(spec, config, data, folder, say=say)
-        record.set("profiles", f"{spec.to}: {spec.source}+{spec.encoder} ({state})")
-    spec = llm.preprocess_from_json
-    if spec:
+        built.append(f"{spec.to}: {spec.source}+{spec.encoder} ({state})")
+    if built:
+        record.set("profiles", "; ".join(built))
+    for spec in llm.preprocess_from_json:
         entity = spec.get("entity", "user")
         source = folder / spec["from"]
         tokens = list(dataset.field2id_token[fields[entity]][1:])
-        matrix = profiles_to_matrix(read_profiles(source), tokens, by=spec.get("by", "recbole"),
-                                    missing=llm.missing_profiles, source=str(source))
+        ids, rows = read_profile_matrix(source)
+        matrix = align_rows(ids, rows, tokens, by=spec.get("by", "recbole"), missing=llm.missing_profiles,
+                            source=str(source))
         start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
         if not start_with_1:
             matrix = _with_zero_row(matrix)
@@ -215,7 +220,7 @@ def already_done(path):
 
 
 def run_experiment(path, journal=None):
-    """Run one experiment file and append its journal row.
+    """Run one experiment file and append its journal row (and write its per-epoch history).
 
     Returns:
         (status, record): status is 'done' or 'stopped'.
@@ -226,29 +231,30 @@ def run_experiment(path, journal=None):
     path = Path(path)
     started = time.time()
     record = JournalRecord(path, subdir_of(path))
-    checked = None
+    checked, state = None, {}
     try:
         checked = check_experiment(path)
         journal = journal or journal_for(path, checked.settings)
         record.set("model", checked.recbole["model"])
         record.set("config_hash", checked.content_hash)
         record.set("dist_loss_w", checked.settings.distil_loss_weight)
-        status = _run_checked(checked, record)
+        status = _run_checked(checked, record, state)
+        error = None
     except UserError as exc:
         exc.locate(file=path)
-        record.finish("failed", exc.line())
-        (journal or journal_for(path, checked.settings if checked else None)).append(record.row())
+        status, error = "failed", exc.line()
         raise
     except KeyboardInterrupt:
-        record.finish("interrupted", "interrupted by the user (Ctrl-C)")
-        (journal or journal_for(path, checked.settings if checked else None)).append(record.row())
+        status, error = "interrupted", "interrupted by the user (Ctrl-C)"
         raise
     except BaseException as exc:
-        record.finish("failed", f"internal error: {type(exc).__name__}: {exc}")
-        (journal or journal_for(path, checked.settings if checked else None)).append(record.row())
+        status, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
         raise
-    record.finish(status)
-    journal.append(record.row())
+    finally:
+        journal = journal or journal_for(path, checked.settings if checked else None)
+        record.finish(status, error)
+        write_history(state.get("run"), record, journal)
+        journal.append(record.row())
     for part in sorted(record.parts):
         result = record.part_value("best_test_res", part)
         if result:
@@ -257,7 +263,25 @@ def run_experiment(path, journal=None):
     return status, record
 
 
-def _run_checked(checked, record):
+def write_history(run, record, journal):
+    """Write the run's per-epoch history and per-user test metrics next to the journal; name it in the row."""
+    if run is None:
+        return
+    record.set("variant", run.variables.get("variant"))
+    if not run.history:
+        return
+    folder = journal.path.parent / "history"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = f"{record.values['start date']}_{record.values['start time'].replace(':', '-')}"
+    path = folder / f"{Path(record.values['config']).stem}-{stamp}-{uuid.uuid4().hex[:4]}.json"
+    history = {"config": record.values["config"], "model": record.values.get("model"),
+               "seed": record.values.get("seed"), "variant": run.variables.get("variant"),
+               "parts": {str(part): value for part, value in sorted(run.history.items())}}
+    path.write_text(json.dumps(history))
+    record.set("history_file", str(path.relative_to(journal.path.parent)))
+
+
+def _run_checked(checked, record, state):
     settings, config = checked.settings, checked.config
     init_seed(config["seed"], config["reproducibility"])
     record.set("log_file", setup_logging(config))
@@ -269,4 +293,5 @@ def _run_checked(checked, record):
     prepare_llm_files(settings, config, data, record)
     run = ScenarioRun(file=checked.file, config=config, settings=settings, data=data, record=record,
                       model_class=checked.model_class)
+    state["run"] = run
     return TrainManager(run, checked.steps).execute()

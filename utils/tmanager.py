@@ -6,6 +6,7 @@ scenario is checked against it (:func:`check_scenario`) before the first step ru
 order costs seconds, not a night of training.
 """
 
+import copy
 import difflib
 import logging
 import time
@@ -14,14 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from recbole.utils import init_seed
+from recbole.data import create_samplers, get_dataloader
+from recbole.utils import EvaluatorType, init_seed
 
 from . import wrapper as wrap
 from .embeddings import describe, embeddings_dir, load_matrix, reduce_matrix, save_tensor
 from .errors import UserError
 from .settings import check_alpha
-from .trainer import build_trainer
+from .trainer import build_trainer, safe_trainer_class
 from .utils import get_loss_class
 
 logger = logging.getLogger(__name__)
@@ -64,8 +67,9 @@ def text(value):
 
 def info_level(value):
     value = 0 if value is None else value
-    if isinstance(value, bool) or value not in (0, 1):
-        raise UserError(f"params must be 0 (parameter counts) or 1 (also the layer table), got {value!r}")
+    if isinstance(value, bool) or value not in (0, 1, 2):
+        raise UserError(f"params must be 0 (parameter counts), 1 (also the layer table) or 2 (with dotted paths), "
+                        f"got {value!r}")
     return value
 
 
@@ -125,8 +129,14 @@ def set_vars(value):
     return value
 
 
-def mapping(required=None, optional=None):
-    """A checker for a mapping with these keys; values are checked against the given types."""
+WRAP_KEYS = ("distil_loss", "users_emb_file", "items_emb_file", "particular")
+
+
+def mapping(required=None, optional=None, open_=False):
+    """A checker for a mapping with these keys; values are checked against the given types.
+
+    With ``open_``, other keys pass through (``wrap_model``: the loss checks its own options).
+    """
     required, optional = required or {}, optional or {}
     known = list(required) + list(optional)
 
@@ -136,7 +146,7 @@ def mapping(required=None, optional=None):
         if not isinstance(value, dict):
             raise UserError(f"params must be a mapping with {', '.join(known)}, got {value!r}")
         for key in value:
-            if key not in known:
+            if key not in known and not open_:
                 near = difflib.get_close_matches(str(key), known, n=1)
                 raise UserError(
                     f"unknown param '{key}'" + (f"; did you mean '{near[0]}'?" if near else ""),
@@ -215,6 +225,7 @@ class ScenarioRun:
     train_ds: int = 0
     trained_file: str | None = None  # best-model file of the last train, when saved
     variables: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)  # train part -> {'trains': [...epochs...], 'test_per_user': ...}
 
     @property
     def active_model(self):
@@ -280,14 +291,17 @@ def _wrap_model(run, params):
         matrices[entity] = _load_profiles(run, entity, name)
     if run.wrapper is not None:
         run.wrapper.remove_outputs()
+    options = {k: v for k, v in params.items() if k not in WRAP_KEYS}
     loss = loss_class(run.model, run.data.train_dataset, user_emb=matrices.get("user"), item_emb=matrices.get("item"),
-                      particular=params.get("particular", False))
+                      particular=params.get("particular", False), **options)
     run.wrapper = wrap.ModelWrapper(run.model, loss, run.settings.distil_loss_weight).to(run.config["device"])
     run.trainer = None
     run.record.set_part("loss_name", loss_class.__name__)
     run.record.set_part("users_emb", users_file if "user" in matrices else None)
     run.record.set_part("items_emb", items_file if "item" in matrices else None)
     run.record.set_part("particular", bool(params.get("particular", False)))
+    if options:
+        run.record.set_part("loss_params", options)
     say(f"    {run.wrapper}")
 
 
@@ -343,7 +357,7 @@ def _init_trainer(run, params):
 def _info(run, params):
     say(f"    {wrap.count_params(run.model)}")
     if params >= 1:
-        say(wrap.layer_table(run.model))
+        say(wrap.layer_table(run.model, paths=params >= 2))
 
 
 def _set_train_dataset(run, params):
@@ -387,12 +401,15 @@ def _train(run, params):
         loader, run.data.valid, saved=saved, show_progress=bool(config["show_progress"])
     )
     run.trained_file = run.trainer.saved_model_file if saved else None
+    part = run.history.setdefault(run.record.train_part, {})
+    part.setdefault("trains", []).append({"train_ds": run.train_ds, "epochs": run.trainer.history})
     record = run.record
     record.set_part("train_ds_ind", run.train_ds)
     record.set_part("best_val_score", best_score)
     record.set_part("best_val_res", dict(best_result) if best_result else None)
     record.set_part("bestmodel_file", run.trained_file)
     record.set_part("train_time_s", round(time.time() - started, 1))
+    record.set_part("epochs_run", len(run.trainer.history or []))
     say(f"    best valid {config['valid_metric']}: {best_score}")
     say(f"    best valid result: {_metrics_line(best_result)}")
     if run.trained_file:
@@ -400,11 +417,98 @@ def _train(run, params):
 
 
 def _test_eval(run, params):
+    if params:
+        return _test_eval_as(run, params)
     load_best = run.trained_file is not None
-    result = run.trainer.evaluate(run.data.test, load_best_model=load_best, model_file=run.trained_file,
-                                  show_progress=bool(run.config["show_progress"]))
+    run.trainer.collect_per_user = True
+    try:
+        result = run.trainer.evaluate(run.data.test, load_best_model=load_best, model_file=run.trained_file,
+                                      show_progress=bool(run.config["show_progress"]))
+    finally:
+        run.trainer.collect_per_user = False
     run.record.set_part("best_test_res", dict(result))
     say(f"    test result ({'best model' if load_best else 'current weights'}): {_metrics_line(result)}")
+    per_user = run.trainer.last_per_user
+    if per_user:
+        per_user = with_activity(per_user, run.data)
+        run.history.setdefault(run.record.train_part, {})["test_per_user"] = per_user
+        say(f"    by training activity: {activity_line(per_user)}")
+
+
+def _test_eval_as(run, params):
+    """Evaluate on the test split with another evaluation mode and/or metrics; results join best_test_res."""
+    config = alternative_config(run.config, params)
+    built = [run.data.train_dataset, run.data.valid.dataset, run.data.test.dataset]
+    _, _, test_sampler = create_samplers(config, run.data.dataset, built)
+    loader = get_dataloader(config, "test")(config, run.data.test.dataset, test_sampler, shuffle=False)
+    trainer = safe_trainer_class(config["MODEL_TYPE"], config["model"])(config, run.active_model)
+    load_best = run.trained_file is not None
+    result = trainer.evaluate(loader, load_best_model=load_best, model_file=run.trained_file,
+                              show_progress=bool(config["show_progress"]))
+    merged = dict(run.record.part_value("best_test_res") or {})
+    merged.update(result)
+    run.record.set_part("best_test_res", merged)
+    say(f"    test result ({config['eval_args']['mode']['test']}): {_metrics_line(result)}")
+
+
+def alternative_config(config, params):
+    """A copy of the experiment's Config with another test mode / metrics / topk (RecBole's own checks applied)."""
+    from recbole.evaluator import metric_types
+
+    other = copy.copy(config)
+    other.final_config_dict = copy.deepcopy(config.final_config_dict)
+    if "mode" in params:
+        other["eval_args"]["mode"]["test"] = params["mode"]
+        try:
+            other._set_eval_neg_sample_args("test")
+        except ValueError as exc:
+            raise UserError(f"test_eval: {exc}", "modes: full, labeled, uniN, popN (e.g. uni100)") from None
+    if "metrics" in params:
+        other["metrics"] = params["metrics"]
+    if "topk" in params:
+        other["topk"] = params["topk"] if isinstance(params["topk"], list) else [params["topk"]]
+    types = set()
+    for metric in other["metrics"]:
+        if metric.lower() not in metric_types:
+            raise UserError(f"test_eval: RecBole has no metric '{metric}'")
+        types.add(metric_types[metric.lower()])
+    if len(types) > 1:
+        raise UserError("test_eval: ranking and value metrics cannot be evaluated together",
+                        "add a second test_eval step for the other kind")
+    other["eval_type"] = types.pop()
+    if other["eval_type"] == EvaluatorType.VALUE and other["eval_args"]["mode"]["test"] != "labeled":
+        raise UserError(f"test_eval: value metrics ({', '.join(other['metrics'])}) need mode: labeled")
+    return other
+
+
+def test_eval_params(value):
+    if value is None:
+        return None
+    value = mapping(optional={"mode": str, "metrics": list, "topk": (int, list)})(value)
+    return value or None
+
+
+def with_activity(per_user, data):
+    """Add each user's raw id and number of training interactions to per-user test metrics."""
+    dataset = data.dataset
+    counts = np.bincount(data.train_dataset.inter_feat[dataset.uid_field].numpy(), minlength=dataset.user_num)
+    users = np.asarray(per_user["user"])
+    return {**per_user, "user": dataset.id2token(dataset.uid_field, users).tolist(),
+            "activity": counts[users].tolist()}
+
+
+def activity_line(per_user, quarters=4):
+    """Mean of the first per-user metric by quartile of training activity, e.g. 'Q1 (2-17): 0.123 | ...'."""
+    metric = next(k for k in per_user if "@" in k)
+    activity, values = np.asarray(per_user["activity"]), np.asarray(per_user[metric])
+    edges = np.quantile(activity, np.linspace(0, 1, quarters + 1))
+    bins = np.clip(np.searchsorted(edges, activity, side="right") - 1, 0, quarters - 1)
+    parts = []
+    for q in range(quarters):
+        mask = bins == q
+        if mask.any():
+            parts.append(f"Q{q + 1} ({activity[mask].min()}-{activity[mask].max()}): {values[mask].mean():.4f}")
+    return f"{metric} " + " | ".join(parts)
 
 
 def _load_from_file(run, params):
@@ -460,13 +564,14 @@ COMMANDS = {
                 "reduce an embedding matrix (PCA, or UMAP when installed)"),
         Command("wrap_model", _wrap_model,
                 mapping(required={"distil_loss": str},
-                        optional={"users_emb_file": str, "items_emb_file": str, "particular": bool}),
+                        optional={"users_emb_file": str, "items_emb_file": str, "particular": bool}, open_=True),
                 "wrap the model: hooks and the combined loss", needs=_f("model"), gives=_f("wrapped"),
                 clears=_f("trainer")),
         Command("set_config", _set_config, any_mapping, "change config values for the next init_trainer / train"),
         Command("init_trainer", _init_trainer, no_params, "build a RecBole trainer (fresh optimizer)",
                 needs=_f("model"), gives=_f("trainer")),
-        Command("info", _info, info_level, "parameter counts; with 1, also the numbered layer table",
+        Command("info", _info, info_level,
+                "parameter counts; 1: also the numbered layer table; 2: with each layer's dotted path",
                 needs=_f("model")),
         Command("break", _break, no_params, "stop the scenario here (what ran is journaled)"),
         Command("set_train_dataset", _set_train_dataset, part_index, "select the training part used by train"),
@@ -476,7 +581,8 @@ COMMANDS = {
                 needs=_f("model")),
         Command("train", _train, no_params, "fit with validation; the best model is saved under saved/",
                 needs=_f("trainer")),
-        Command("test_eval", _test_eval, no_params, "evaluate the best model of the last train on the test split",
+        Command("test_eval", _test_eval, test_eval_params,
+                "evaluate the best model of the last train on the test split (optionally {mode, metrics, topk})",
                 needs=_f("trainer")),
         Command("remove_outputs", _remove_outputs, no_params, "remove every hook: back to the plain model loss",
                 needs=_f("wrapped")),
@@ -519,7 +625,8 @@ def check_scenario(steps, model_name=None):
         try:
             params = command.params(step.params)
             if command.name == "wrap_model" and model_name:
-                get_loss_class(params["distil_loss"], model_name)
+                loss_class = get_loss_class(params["distil_loss"], model_name)
+                loss_class.check_options({k: v for k, v in params.items() if k not in WRAP_KEYS})
         except UserError as exc:
             raise exc.locate(step=step.index, command=step.command) from None
         missing = command.needs - facts

@@ -9,9 +9,12 @@ our checkpoints hold only tensors and plain values, saved with torch's default p
 
 import logging
 import os
+import time
 import uuid
 
+import numpy as np
 import torch
+from recbole.evaluator.metrics import NDCG, Hit, Recall
 from recbole.utils import get_local_time, get_trainer, set_color
 
 from .errors import UserError
@@ -43,7 +46,65 @@ def load_checkpoint(path, device="cpu"):
 
 
 class SafeCheckpointMixin:
-    """Mixed in front of a RecBole trainer class: checkpoints of tensors and plain values only."""
+    """Mixed in front of a RecBole trainer class: checkpoints of tensors and plain values only; a per-epoch history
+    (model and distillation losses, validation metrics, times); per-user test metrics on request."""
+
+    history = None  # list of per-epoch dicts, created by fit
+    collect_per_user = False  # set by test_eval: keep each user's metrics of the next evaluate
+    last_per_user = None
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self.history = []
+        return super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
+                           callback_fn=callback_fn)
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        stats = getattr(self.model, "stats", None)
+        if stats is not None:
+            stats.reset()
+        started = time.time()
+        total = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        entry = {"epoch": epoch_idx, "train_time_s": round(time.time() - started, 3),
+                 "loss": float(sum(total) if isinstance(total, tuple) else total)}
+        parts = stats.pop() if stats is not None else None
+        if parts:  # distillation on: both losses, unweighted, mean per batch
+            alpha = self.model.alpha
+            entry["model_loss"] = parts["model_loss"] / parts["batches"]
+            entry["distil_loss"] = parts["distil_loss"] / parts["batches"]
+            entry["combined_loss"] = (1 - alpha) * entry["model_loss"] + alpha * entry["distil_loss"]
+            self.tensorboard.add_scalar("Loss/distil", entry["distil_loss"], epoch_idx)
+        else:
+            entry["model_loss"] = entry["combined_loss"] = entry["loss"] / max(len(train_data), 1)
+            entry["distil_loss"] = None
+        self.tensorboard.add_scalar("Loss/model", entry["model_loss"], epoch_idx)
+        if self.history is not None:
+            self.history.append(entry)
+        return total
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        started = time.time()
+        score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        if self.history:
+            self.history[-1].update(valid_score=float(score), valid=dict(result),
+                                    valid_time_s=round(time.time() - started, 3))
+            for name, value in result.items():
+                self.tensorboard.add_scalar(f"Valid/{name}", value, self.history[-1]["epoch"])
+        return score, result
+
+    def _full_sort_batch_eval(self, batched_data):
+        if self._eval_users is not None:
+            self._eval_users.append(batched_data[0][self.config["USER_ID_FIELD"]].cpu())
+        return super()._full_sort_batch_eval(batched_data)
+
+    def _neg_sample_batch_eval(self, batched_data):
+        if self._eval_users is not None and batched_data[2] is not None:  # ranking (not labeled) evaluation
+            interaction, row_idx, positive_u, _ = batched_data
+            users = torch.zeros(int(positive_u[-1]) + 1, dtype=torch.long)
+            users[row_idx.cpu()] = interaction[self.config["USER_ID_FIELD"]].cpu()
+            self._eval_users.append(users)
+        return super()._neg_sample_batch_eval(batched_data)
+
+    _eval_users = None
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
@@ -93,7 +154,49 @@ class SafeCheckpointMixin:
             checkpoint_file = model_file or self.saved_model_file
             self.load_weights(checkpoint_file)
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
-        return super().evaluate(eval_data, load_best_model=False, model_file=None, show_progress=show_progress)
+        if not self.collect_per_user:
+            return super().evaluate(eval_data, load_best_model=False, model_file=None, show_progress=show_progress)
+        captured, evaluator = {}, self.evaluator.evaluate
+
+        def keep_struct(struct):
+            captured["struct"] = struct
+            return evaluator(struct)
+
+        self.evaluator.evaluate = keep_struct
+        self._eval_users = []
+        try:
+            result = super().evaluate(eval_data, load_best_model=False, model_file=None, show_progress=show_progress)
+        finally:
+            del self.evaluator.evaluate
+            users, self._eval_users = self._eval_users, None
+        self.last_per_user = per_user_metrics(self.config, captured.get("struct"), users)
+        return result
+
+
+def per_user_metrics(config, struct, users):
+    """Each evaluated user's NDCG, Hit and Recall at the first ``topk`` (None for value-based evaluation).
+
+    Returns:
+        dict: ``{'user': internal ids, 'ndcg@K': [...], 'hit@K': [...], 'recall@K': [...]}``.
+    """
+    if struct is None or "rec.topk" not in struct or not users:
+        return None
+    k = config["topk"][0] if isinstance(config["topk"], list) else config["topk"]
+    users = torch.cat(users).numpy()
+    out = {"user": users.tolist()}
+    pos_index, pos_len = NDCG(config).used_info(struct)
+    per_metric = {
+        "ndcg": NDCG(config).metric_info(pos_index, pos_len),
+        "hit": Hit(config).metric_info(pos_index),
+        "recall": Recall(config).metric_info(pos_index, pos_len),
+    }
+    for name, matrix in per_metric.items():
+        values = matrix[:, k - 1]
+        out[f"{name}@{k}"] = np.round(values.astype(float), 5).tolist()
+    if len(users) != len(out[f"ndcg@{k}"]):
+        logger.warning("per-user metrics: %d users for %d rows; left out", len(users), len(out[f"ndcg@{k}"]))
+        return None
+    return out
 
 
 _SAFE_CLASSES = {}
