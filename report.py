@@ -1,0 +1,325 @@
+"""Turn journals into a report: mean ± std over seeds, change against the baseline, paired tests, plots.
+
+    python report.py experiments/benchmark_ml100k/ [--out DIR] [--on test|valid] [--curves first|all|none]
+
+Experiments are grouped by model and variant (the journal's ``variant`` column, set by a scenario's
+``set: {variant: ...}``; without it, runs with a distillation loss are 'llmkt' and the others 'baseline').
+The result of an experiment is that of its last training part. Each variant is compared with its model's
+baseline over the seeds both have (paired t-test, scipy). Writes ``report.md`` with the tables, ``bars.png``,
+``activity.png`` (test NDCG by quartile of users' training activity) and training curves, and prints the
+table on stdout.
+"""
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_METRICS = ("ndcg@10", "hit@10", "recall@10")
+
+
+def find_journals(path):
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    journals = sorted(p for p in path.glob("*.csv") if p.is_file())
+    if not journals:
+        raise SystemExit(f"error: no journal (.csv) in {path}")
+    return journals
+
+
+def _json(cell):
+    if isinstance(cell, str) and cell.strip().startswith(("{", "[")):
+        try:
+            return json.loads(cell)
+        except json.JSONDecodeError:
+            return None
+    return None
+
+
+def _parts(row):
+    return sorted({int(c.split(":")[0][6:]) for c in row.index if c.startswith("train_") and ":" in c})
+
+
+def load_runs(journals, on="test"):
+    """One row per finished experiment: model, variant, seed, the last part's metrics, history file."""
+    rows = []
+    for journal in journals:
+        frame = pd.read_csv(journal, index_col=0, dtype=str, keep_default_na=False)
+        for _, row in frame.iterrows():
+            if row.get("status", "done") not in ("done", ""):
+                continue
+            key = "best_test_res" if on == "test" else "best_val_res"
+            results = [(p, _json(row.get(f"train_{p}:{key}"))) for p in _parts(row)]
+            results = [(p, r) for p, r in results if r]
+            if not results:
+                continue
+            part, metrics = results[-1]
+            distilled = any(row.get(f"train_{p}:loss_name") for p in _parts(row))
+            variant = row.get("variant") or ("llmkt" if distilled else "baseline")
+            history = row.get("history_file")
+            rows.append({
+                "journal": str(journal), "config": row["config"], "model": row.get("model") or row.get("model_type"),
+                "variant": variant, "seed": row["seed"], "part": part, "metrics": metrics,
+                "history": str(journal.parent / history) if history else None,
+            })
+    if not rows:
+        raise SystemExit(f"error: no finished experiment with {on} results in {', '.join(map(str, journals))}")
+    return pd.DataFrame(rows)
+
+
+def paired_p(values, baseline):
+    """Two-sided paired t-test p-value over matched seeds (None with fewer than 2 pairs or no variance)."""
+    from scipy import stats
+
+    if len(values) < 2:
+        return None
+    diff = np.asarray(values) - np.asarray(baseline)
+    if np.allclose(diff, diff[0]):
+        return 0.0 if diff[0] != 0 else 1.0
+    return float(stats.ttest_rel(values, baseline).pvalue)
+
+
+def summarize(runs, metrics):
+    """Rows (model, variant, metric, n, mean, std, change vs baseline, p) in a DataFrame."""
+    out = []
+    for model, of_model in runs.groupby("model", sort=True):
+        by_variant = {v: g.set_index("seed") for v, g in of_model.groupby("variant")}
+        base = by_variant.get("baseline")
+        order = (["baseline"] if base is not None else []) + sorted(v for v in by_variant if v != "baseline")
+        for variant in order:
+            group = by_variant[variant]
+            for metric in metrics:
+                values = group["metrics"].map(lambda m, metric=metric: m.get(metric, np.nan)).astype(float)
+                row = {"model": model, "variant": variant, "metric": metric, "n": int(values.notna().sum()),
+                       "mean": values.mean(), "std": values.std(ddof=1) if values.notna().sum() > 1 else 0.0,
+                       "change": None, "p": None}
+                if base is not None and variant != "baseline":
+                    seeds = sorted(set(group.index) & set(base.index))
+                    mine = [group.loc[s, "metrics"].get(metric, np.nan) for s in seeds]
+                    theirs = [base.loc[s, "metrics"].get(metric, np.nan) for s in seeds]
+                    base_mean = float(np.mean(theirs)) if seeds else math.nan
+                    row["change"] = (np.mean(mine) - base_mean) / base_mean if seeds and base_mean else None
+                    row["p"] = paired_p(mine, theirs)
+                out.append(row)
+    return pd.DataFrame(out)
+
+
+def cell(row):
+    text = f"{row['mean']:.4f} ± {row['std']:.4f}"
+    if row["change"] is not None and not pd.isna(row["change"]):
+        p = "n/a" if row["p"] is None else f"{row['p']:.3f}"
+        text += f" ({row['change']:+.1%}, p={p})"
+    return text
+
+
+def wide_table(summary):
+    summary = summary.assign(cell=summary.apply(cell, axis=1))
+    table = summary.pivot_table(index=["model", "variant", "n"], columns="metric", values="cell", aggfunc="first",
+                                sort=False)
+    return table.reset_index()[["model", "variant", "n"] + list(dict.fromkeys(summary["metric"]))]
+
+
+def markdown_table(frame):
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *lines])
+
+
+# --- user activity ------------------------------------------------------------------------------------------------
+
+
+def activity_breakdown(runs, metric="ndcg@10", quarters=4):
+    """Mean per-user test metric by quartile of training activity, averaged over seeds."""
+    rows = []
+    for run in runs.itertuples():
+        if not run.history or not Path(run.history).is_file():
+            continue
+        history = json.loads(Path(run.history).read_text())
+        per_user = history["parts"].get(str(run.part), {}).get("test_per_user")
+        if not per_user or metric not in per_user:
+            continue
+        activity, values = np.asarray(per_user["activity"]), np.asarray(per_user[metric])
+        edges = np.quantile(activity, np.linspace(0, 1, quarters + 1))
+        bins = np.clip(np.searchsorted(edges, activity, side="right") - 1, 0, quarters - 1)
+        for q in range(quarters):
+            mask = bins == q
+            if mask.any():
+                rows.append({"model": run.model, "variant": run.variant, "seed": run.seed, "quartile": f"Q{q + 1}",
+                             "range": f"{activity[mask].min()}-{activity[mask].max()}", "value": values[mask].mean()})
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    return frame.groupby(["model", "variant", "quartile"], sort=True).agg(
+        range=("range", "first"), mean=("value", "mean"), std=("value", "std"), n=("value", "size")).reset_index()
+
+
+def activity_table(breakdown):
+    frame = breakdown.assign(cell=breakdown.apply(lambda r: f"{r['mean']:.4f} ± {r['std']:.4f}", axis=1))
+    table = frame.pivot_table(index=["model", "variant"], columns="quartile", values="cell", aggfunc="first")
+    return table.reset_index()
+
+
+# --- plots --------------------------------------------------------------------------------------------------------
+
+
+def plot_bars(summary, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = list(dict.fromkeys(summary["metric"]))
+    models = list(dict.fromkeys(summary["model"]))
+    variants = list(dict.fromkeys(summary["variant"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    width = 0.8 / max(len(variants), 1)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for i, variant in enumerate(variants):
+            rows = summary[(summary["metric"] == metric) & (summary["variant"] == variant)].set_index("model")
+            means = [rows.loc[m, "mean"] if m in rows.index else np.nan for m in models]
+            stds = [rows.loc[m, "std"] if m in rows.index else 0 for m in models]
+            ax.bar(np.arange(len(models)) + (i - (len(variants) - 1) / 2) * width, means, width, yerr=stds,
+                   capsize=3, label=variant)
+        ax.set_xticks(np.arange(len(models)), models)
+        ax.set_title(f"test {metric} (mean ± std over seeds)")
+        ax.set_ylabel(metric)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_activity(breakdown, path, metric="ndcg@10"):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(breakdown["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        of_model = breakdown[breakdown["model"] == model]
+        for variant, group in of_model.groupby("variant", sort=False):
+            ax.errorbar(group["quartile"], group["mean"], yerr=group["std"], marker="o", capsize=3, label=variant)
+        ranges = of_model.drop_duplicates("quartile").set_index("quartile")["range"]
+        ax.set_xticks(range(len(ranges)), [f"{q}\n({r})" for q, r in ranges.items()])
+        ax.set_title(f"{model}: test {metric} by user activity")
+        ax.set_xlabel("quartile of training interactions (range)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(run, path, metric="ndcg@10"):
+    """Model loss, distillation loss and the validation metric per epoch, phases one after another."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = json.loads(Path(run.history).read_text())
+    epochs, boundaries = [], []
+    for part in sorted(history["parts"], key=int):
+        for train in history["parts"][part].get("trains", []):
+            if epochs:
+                boundaries.append(len(epochs) - 0.5)
+            epochs += [{**e, "part": part} for e in train["epochs"] or []]
+    if not epochs:
+        return None
+    x = np.arange(len(epochs))
+    series = {
+        "model loss (per batch)": [e.get("model_loss") for e in epochs],
+        "distillation loss (per batch)": [e.get("distil_loss") for e in epochs],
+        f"valid {metric}": [e.get("valid", {}).get(metric) for e in epochs],
+    }
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for ax, (title, values) in zip(axes, series.items(), strict=True):
+        values = np.array([np.nan if v is None else v for v in values], dtype=float)
+        ax.plot(x, values, marker=".")
+        for b in boundaries:
+            ax.axvline(b, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title(title)
+        ax.set_xlabel("epoch (dashed: next phase)")
+    fig.suptitle(f"{run.model} {run.variant} seed {run.seed}: {run.config}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def choose_curves(runs, mode):
+    if mode == "none":
+        return runs.iloc[0:0]
+    with_history = runs[runs["history"].notna()]
+    if mode == "all":
+        return with_history
+    return with_history.sort_values("seed").groupby(["model", "variant"], sort=True).head(1)
+
+
+# --- main ---------------------------------------------------------------------------------------------------------
+
+
+def build_report(path, out=None, on="test", curves="first", metrics=DEFAULT_METRICS):
+    journals = find_journals(path)
+    out = Path(out) if out else journals[0].parent / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    runs = load_runs(journals, on=on)
+    available = set().union(*runs["metrics"].map(set))
+    metrics = [m for m in metrics if m in available] or sorted(available)
+    summary = summarize(runs, metrics)
+    table = wide_table(summary)
+    lines = [f"# Report: {', '.join(str(j) for j in journals)}", "",
+             f"{len(runs)} finished experiments; {on} results of each experiment's last training part, mean ± std "
+             "over seeds; for each variant the relative change of the mean against its model's baseline and a "
+             "two-sided paired t-test over the seeds both ran.", "", markdown_table(table), ""]
+    figures = [plot_bars(summary, out / "bars.png")]
+    lines += ["![test metrics by model and variant](bars.png)", ""]
+    breakdown = activity_breakdown(runs) if on == "test" else None
+    if breakdown is not None:
+        lines += ["## Test NDCG@10 by user activity", "",
+                  "Users split into quartiles of their number of training interactions (Q1: the sparsest).", "",
+                  markdown_table(activity_table(breakdown)), "", "![by activity](activity.png)", ""]
+        figures.append(plot_activity(breakdown, out / "activity.png"))
+    chosen = choose_curves(runs, curves)
+    if len(chosen):
+        lines += ["## Training curves", ""]
+        for run in chosen.itertuples():
+            name = f"curves_{run.model}_{run.variant}_s{run.seed}.png".replace("/", "_")
+            if plot_curves(run, out / name):
+                figures.append(out / name)
+                lines += [f"![{run.config}]({name})", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    return table, breakdown, out, figures
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="report.py", description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="a journal .csv, or a folder with journals")
+    parser.add_argument("--out", help="output folder (default: <journal folder>/report)")
+    parser.add_argument("--on", choices=["test", "valid"], default="test", help="which results to report")
+    parser.add_argument("--curves", choices=["first", "all", "none"], default="first",
+                        help="training curves for the first seed of each model/variant, all runs, or none")
+    parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="comma-separated, e.g. ndcg@10,hit@10")
+    args = parser.parse_args(argv)
+    table, breakdown, out, figures = build_report(args.path, args.out, args.on, args.curves,
+                                                  [m.strip().lower() for m in args.metrics.split(",")])
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
+        print(table.to_string(index=False))
+        if breakdown is not None:
+            print("\ntest ndcg@10 by quartile of training activity (Q1 sparsest):")
+            print(activity_table(breakdown).to_string(index=False))
+    print(f"\nwrote {out / 'report.md'} and {len(figures)} figure(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

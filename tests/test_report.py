@@ -1,0 +1,94 @@
+"""report.py on a real (shrunk) benchmark folder: mean ± std over seeds, paired tests, activity, plots."""
+
+import json
+import subprocess
+import sys
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import ROOT, shrink
+
+import report
+import run_exps
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory):
+    """NeuMF baseline and LLM-KT, seeds 1 and 2, one epoch per phase, run for real."""
+    root = tmp_path_factory.mktemp("bench")
+    generated = root / "generated"
+    subprocess.run([sys.executable, str(ROOT / "experiments/benchmark_ml100k/generate.py"), "--out", str(generated)],
+                   check=True, capture_output=True)
+    folder = root / "folder"
+    folder.mkdir()
+    for name in ("neumf_baseline_s1", "neumf_llmkt_s1", "neumf_baseline_s2", "neumf_llmkt_s2"):
+        shrink(generated / f"{name}.yaml", folder)
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert run_exps.main([str(folder)]) == 0
+    finally:
+        os.chdir(cwd)
+    return folder
+
+
+def test_generated_benchmark_pairs_variants_on_the_same_split(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "experiments/benchmark_ml100k/generate.py"), "--out", str(tmp_path)],
+                   check=True, capture_output=True)
+    import yaml
+
+    base = yaml.safe_load((tmp_path / "neumf_baseline_s3.yaml").read_text())
+    llmkt = yaml.safe_load((tmp_path / "neumf_llmkt_s3.yaml").read_text())
+    assert base["seed"] == llmkt["seed"] == 3 and base["eval_args"] == llmkt["eval_args"]
+    epochs = [[s["set_config"]["epochs"] for s in x["scenario"] if "set_config" in s] for x in (base, llmkt)]
+    assert epochs[0] == epochs[1]
+    assert not any("wrap_model" in s for s in base["scenario"])
+    assert any("wrap_model" in s for s in llmkt["scenario"])
+    assert len(list(tmp_path.glob("*.yaml"))) == 3 * 2 * 5
+
+
+def test_history_records_both_losses_and_validation_per_epoch(benchmark):
+    journal = pd.read_csv(benchmark / "benchmark_journal.csv", index_col=0)
+    row = journal[journal["variant"] == "llmkt"].iloc[0]
+    history = json.loads((benchmark / row["history_file"]).read_text())
+    (epoch,) = history["parts"]["0"]["trains"][0]["epochs"]
+    assert epoch["distil_loss"] > 0 and epoch["model_loss"] > 0 and "ndcg@10" in epoch["valid"]
+    assert epoch["combined_loss"] == pytest.approx(0.5 * epoch["model_loss"] + 0.5 * epoch["distil_loss"])
+    (plain,) = history["parts"]["1"]["trains"][0]["epochs"]
+    assert plain["distil_loss"] is None
+    per_user = history["parts"]["1"]["test_per_user"]
+    assert len(per_user["user"]) == len(per_user["ndcg@10"]) == len(per_user["activity"]) > 100
+    test = json.loads(row["train_1:best_test_res"])
+    assert np.mean(per_user["ndcg@10"]) == pytest.approx(test["ndcg@10"], abs=1e-3)
+
+
+def test_report_tables_plots_and_paired_tests(benchmark, tmp_path, capsys):
+    assert report.main([str(benchmark), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "NeuMF" in out and "baseline" in out and "llmkt" in out and "Q1" in out
+    text = (tmp_path / "report.md").read_text()
+    assert "| model | variant | n | ndcg@10 | hit@10 | recall@10 |" in text and ", p=" in text
+    for name in ("bars.png", "activity.png", "curves_NeuMF_baseline_s1.png", "curves_NeuMF_llmkt_s1.png"):
+        image = matplotlib.image.imread(tmp_path / name)
+        assert image.shape[0] > 200 and image.shape[1] > 400 and image.std() > 0
+
+    runs = report.load_runs(report.find_journals(benchmark))
+    summary = report.summarize(runs, ["ndcg@10"]).set_index("variant")
+    values = {v: [m["ndcg@10"] for m in runs[runs["variant"] == v].sort_values("seed")["metrics"]]
+              for v in ("baseline", "llmkt")}
+    assert summary.loc["baseline", "mean"] == pytest.approx(np.mean(values["baseline"]))
+    assert summary.loc["llmkt", "std"] == pytest.approx(np.std(values["llmkt"], ddof=1))
+    expected = (np.mean(values["llmkt"]) - np.mean(values["baseline"])) / np.mean(values["baseline"])
+    assert summary.loc["llmkt", "change"] == pytest.approx(expected)
+
+
+def test_paired_p_values():
+    assert report.paired_p([1.0], [0.5]) is None
+    assert report.paired_p([0.5, 0.6, 0.7], [0.5, 0.6, 0.7]) == 1.0
+    assert report.paired_p([0.51, 0.62, 0.70, 0.66], [0.50, 0.60, 0.69, 0.64]) < 0.05
