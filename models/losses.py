@@ -57,9 +57,34 @@ class DistilLoss(nn.Module):
 
     source = "output"
     needs = frozenset({"user"})
+    options = {}  # extra wrap_model params this loss takes: name -> allowed values (tuple), a type, or None (any)
 
-    def __init__(self, model, dataset, user_emb=None, item_emb=None, particular=False):
+    @classmethod
+    def check_options(cls, values):
+        """Check extra ``wrap_model`` params against :attr:`options`; raises UserError naming the bad one."""
+        import difflib
+
+        for key, value in values.items():
+            if key not in cls.options:
+                common = ["distil_loss", "users_emb_file", "items_emb_file", "particular"]
+                near = difflib.get_close_matches(key, list(cls.options) + common, n=1)
+                known = ", ".join(cls.options) or "none"
+                suggestion = f"; did you mean '{near[0]}'?" if near else ""
+                raise UserError(f"{cls.__name__} takes no param '{key}'{suggestion}",
+                                f"its params: {known} (and distil_loss, users_emb_file, items_emb_file, particular)")
+            allowed = cls.options[key]
+            if isinstance(allowed, tuple) and value not in allowed:
+                raise UserError(f"{cls.__name__}: {key} must be one of {', '.join(allowed)}, got {value!r}")
+            if isinstance(allowed, type) and (not isinstance(value, allowed) or isinstance(value, bool)):
+                raise UserError(f"{cls.__name__}: {key} must be {allowed.__name__}, got {value!r}")
+            if allowed is None and (isinstance(value, bool) or not isinstance(value, (int, str))):
+                raise UserError(f"{cls.__name__}: {key} must be a layer number or a dotted path, got {value!r}")
+
+    def __init__(self, model, dataset, user_emb=None, item_emb=None, particular=False, **options):
         super().__init__()
+        if options:
+            self.check_options(options)
+            raise UserError(f"{type(self).__name__} does not use params {sorted(options)}")
         self.__dict__["_model"] = model  # not a submodule: its parameters belong to the wrapper already
         self.particular = bool(particular)
         self.uid_field = dataset.uid_field
@@ -210,6 +235,75 @@ class GraphUserLoss(DistilLoss):
         users = interaction[self.uid_field]
         hidden = self.all_users(hooked)[users]
         return self.distance(self.metric, hidden, self.user_targets(users))
+
+
+class HiddenDistil(DistilLoss):
+    """The generic loss, configured in ``wrap_model`` instead of written in Python.
+
+    Options (``wrap_model`` params next to ``distil_loss: HiddenDistil``):
+        layer: which hooked layer (a number from ``info`` or a dotted path; default: the first hooked).
+        source: 'output' (default) or 'input' of that layer.
+        call: which call of the layer in the batch (default 0: e.g. the positive items, not the negatives).
+        entity: 'user' (default) or 'item' (item profiles: set llm_config.use_item_emb).
+        rows: how hooked rows meet the batch: 'batch' (one row per interaction, in order), 'ids' (the tensor
+            holds every user or item, or every user then every item, as graph models give: take the batch's
+            ids), or 'auto' (default: 'ids' when the row count is that of all users / items, else 'batch').
+        distance: 'mse', 'rmse' (default) or 'cosine'.
+    """
+
+    needs = frozenset()
+    options = {
+        "layer": None,
+        "source": ("output", "input"),
+        "call": int,
+        "entity": ("user", "item"),
+        "rows": ("auto", "batch", "ids"),
+        "distance": ("rmse", "mse", "cosine"),
+    }
+
+    def __init__(self, model, dataset, user_emb=None, item_emb=None, particular=False, layer=None, source="output",
+                 call=0, entity="user", rows="auto", distance="rmse"):
+        super().__init__(model, dataset, user_emb=user_emb, item_emb=item_emb, particular=particular)
+        if entity == "user" and user_emb is None or entity == "item" and item_emb is None:
+            raise UserError(f"HiddenDistil with entity {entity} needs {entity} profiles but none were loaded",
+                            f"set llm_config.use_{entity}_emb: True and give {entity}s_emb_file in wrap_model")
+        self.layer, self.source, self.call = layer, source, call
+        self.entity, self.rows, self.metric = entity, rows, distance
+        self.layer_uid = None  # resolved by the wrapper when layers are hooked
+
+    def bind(self, hooked_layers):
+        """Resolve ``layer`` among the hooked layers (number or dotted path)."""
+        if self.layer is None:
+            self.layer_uid = hooked_layers[0].uid
+            return
+        for layer in hooked_layers:
+            if self.layer in (layer.uid, layer.path):
+                self.layer_uid = layer.uid
+                return
+        raise UserError(f"HiddenDistil: layer {self.layer!r} is not among the hooked layers "
+                        f"({', '.join(str(layer.uid) for layer in hooked_layers)})", "hook it with set_outputs")
+
+    def _tensor(self, value):
+        """The hooked tensor; from a graph model's (all users, all items) pair, the entity's half."""
+        if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value):
+            users, items = value
+            if users.shape[0] == self.n_users and items.shape[0] == self.n_items:
+                return users if self.entity == "user" else items
+        return first_tensor(value)
+
+    def forward(self, hooked, interaction):
+        tensor = self._tensor(self.hooked_value(hooked, self.source, self.layer_uid, self.call))
+        count = self.n_users if self.entity == "user" else self.n_items
+        ids = interaction[self.uid_field if self.entity == "user" else self.iid_field]
+        rows = self.rows
+        if rows == "auto":
+            rows = "ids" if tensor.shape[0] in (count, self.n_users + self.n_items) else "batch"
+        if rows == "ids":
+            if tensor.shape[0] == self.n_users + self.n_items and self.entity == "item":
+                tensor = tensor[self.n_users:]
+            tensor = tensor[ids]
+        target = self.user_targets(ids) if self.entity == "user" else self.item_targets(ids)
+        return self.distance(self.metric, tensor, target)
 
 
 # --- per-model losses: what the ready scenarios in experiments/ use ---------------------------------------------

@@ -119,3 +119,56 @@ def test_a_loss_without_its_profiles_says_which_setting_is_missing():
     model, dataset = fake_model_and_dataset()
     with pytest.raises(UserError, match="use_user_emb"):
         Rows(model, dataset, user_emb=None)
+
+
+# --- the generic loss --------------------------------------------------------------------------------------------
+
+GENERIC = [  # model, hooked layer, options, producer that must get a gradient
+    ("NeuMF", "user_mlp_embedding", {"rows": "batch", "distance": "cosine"}, "user_mlp_embedding"),
+    ("NeuMF", "item_mlp_embedding", {"entity": "item", "rows": "batch"}, "item_mlp_embedding"),
+    ("LightGCN", 1, {}, "user_embedding"),  # auto: the (all users, all items) pair, the batch users' rows
+    ("LightGCN", 1, {"entity": "item"}, "item_embedding"),
+    ("NGCF", "GNNlayers.0", {"rows": "ids"}, "GNNlayers.0.linear"),
+    ("BPR", "user_embedding", {"rows": "batch"}, "user_embedding"),
+    ("SASRec", 1, {"rows": "batch", "distance": "mse"}, "item_embedding"),
+    ("MultiVAE", "decoder.0", {"source": "input"}, "encoder.0"),
+]
+
+
+@pytest.mark.parametrize("model_name,hooked,options,producer", GENERIC,
+                         ids=[f"{g[0]}-{g[1]}-{g[2].get('entity', 'user')}" for g in GENERIC])
+def test_the_generic_loss_distils_without_model_specific_code(built, model_name, hooked, options, producer):
+    config, data, model = built(model_name)
+    model = copy.deepcopy(model)
+    torch.manual_seed(0)
+    profiles = {"user_emb": torch.randn(data.dataset.user_num, 8), "item_emb": torch.randn(data.dataset.item_num, 8)}
+    loss = losses.HiddenDistil(model, data.train_dataset, particular=True, **profiles, **options)
+    wrapper = wrap.ModelWrapper(model, loss, alpha=0.5)
+    wrapper.set_outputs([hooked])
+    *_, distil = wrapper.calculate_loss(next(iter(data.train_parts[0])))
+    assert distil > 0
+    distil.backward()
+    assert any(g is not None and g.abs().sum() > 0 for g in grads(model, producer))
+
+
+def test_generic_loss_options_are_checked_with_suggestions():
+    with pytest.raises(UserError, match="did you mean 'distance'"):
+        losses.HiddenDistil.check_options({"distanse": "cosine"})
+    with pytest.raises(UserError, match="rows must be one of auto, batch, ids"):
+        losses.HiddenDistil.check_options({"rows": "all"})
+    with pytest.raises(UserError, match="takes no param 'rows'"):
+        losses.NeumfUserRMSE.check_options({"rows": "batch"})
+
+
+def test_generic_loss_names_a_layer_that_is_not_hooked(built):
+    config, data, model = built("NeuMF")
+    loss = losses.HiddenDistil(model, data.train_dataset, user_emb=torch.randn(data.dataset.user_num, 4),
+                               layer="predict_layer")
+    with pytest.raises(UserError, match="not among the hooked layers"):
+        wrap.ModelWrapper(copy.deepcopy(model), loss, alpha=0.5).set_outputs([9])
+
+
+def test_item_side_distillation_needs_item_profiles(built):
+    config, data, model = built("NeuMF")
+    with pytest.raises(UserError, match="use_item_emb"):
+        losses.HiddenDistil(model, data.train_dataset, user_emb=torch.randn(data.dataset.user_num, 4), entity="item")

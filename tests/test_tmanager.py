@@ -110,7 +110,7 @@ def test_wrap_model_unknown_param_suggests():
 
 
 @pytest.mark.parametrize("step", [
-    {"info": 2}, {"info": True}, {"set_train_dataset": -1}, {"set_outputs": []}, {"set_outputs": [0]},
+    {"info": 3}, {"info": True}, {"set_train_dataset": -1}, {"set_outputs": []}, {"set_outputs": [0]},
     {"reduce_dim": {"file_in": "a.pt", "file_out": "b.pt"}},
     {"reduce_dim": {"file_in": "a.pt", "file_out": "b.pt", "dimension": "64"}},
     {"reduce_dim": {"file_in": "a.pt", "file_out": "b.pt", "dimension": 64, "method": "tsne"}},

@@ -178,3 +178,26 @@ def test_wrapper_state_dict_is_the_inner_models(built):
     wrapper = wrap.ModelWrapper(copy.deepcopy(model), Capture(model, data.train_dataset), alpha=0.5)
     assert list(wrapper.state_dict()) == list(model.state_dict())
     assert wrapper.USER_ID == model.USER_ID
+
+
+def test_a_layer_by_dotted_path_and_by_number_hook_identical_tensors(built):
+    config, data, model = built("NeuMF")
+    batch = batch_of(data)
+    seen = []
+    for ref in (9, "mlp_layers.mlp_layers.1"):
+        torch.manual_seed(0)
+        copy_ = copy.deepcopy(model)
+        loss = Capture(copy_, data.train_dataset)
+        wrapper = wrap.ModelWrapper(copy_, loss, alpha=0.5)
+        (layer,) = wrapper.set_outputs([ref])
+        torch.manual_seed(1)  # same dropout masks in both runs
+        wrapper.calculate_loss(batch)
+        seen.append((layer.uid, loss.seen[layer.uid]["output"][0]))
+    assert seen[0][0] == seen[1][0] == 9
+    assert torch.equal(seen[0][1], seen[1][1])
+
+
+def test_info_2_shows_numbers_and_dotted_paths(seed_neumf):
+    table = wrap.layer_table(seed_neumf[2], paths=True).splitlines()
+    assert table[0] == "    1 |  | root | NeuMF () | (root)"
+    assert table[8] == SEED_ROWS.splitlines()[8] + " | mlp_layers.mlp_layers.1"

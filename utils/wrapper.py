@@ -49,9 +49,12 @@ def format_layer(layer):
     return f"{layer.uid:>5} | {'-' * 4 * layer.depth} | {layer.name} | {type(module).__name__} ({module.extra_repr()})"
 
 
-def layer_table(model):
-    """The numbered layer table of ``model`` as text, one row per module."""
-    return "\n".join(format_layer(layer) for layer in enumerate_layers(model))
+def layer_table(model, paths=False):
+    """The numbered layer table of ``model`` as text, one row per module; ``paths`` adds each dotted path."""
+    layers = enumerate_layers(model)
+    if not paths:
+        return "\n".join(format_layer(layer) for layer in layers)
+    return "\n".join(f"{format_layer(layer)} | {layer.path or '(root)'}" for layer in layers)
 
 
 def count_params(model):
@@ -191,6 +194,9 @@ class ModelWrapper(nn.Module):
             else:
                 self._handles.append(layer.module.register_forward_hook(self._make_hook(layer.uid)))
         self.hooked_layers = layers
+        bind = getattr(self.distil_loss, "bind", None)
+        if bind is not None:  # a loss that names its layer (HiddenDistil) resolves it now
+            bind(layers)
         return layers
 
     def remove_outputs(self):
