@@ -40,7 +40,9 @@ def spec_from(args, llm_config):
     """The profile spec: the config's build_profiles (if any), overridden by the flags."""
     from utils.profiles import ProfileSpec
 
-    raw = dict(llm_config.build_profiles or {})
+    specs = llm_config.build_profiles or [{}]
+    wanted = [s for s in specs if s.get("entity", "user") == (args.entity or "user")] if args.entity else specs
+    raw = dict((wanted or [{}])[0])
     for key in ("source", "encoder", "entity", "dim"):
         if getattr(args, key) is not None:
             raw[key] = getattr(args, key)

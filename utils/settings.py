@@ -31,9 +31,9 @@ class LLMConfig:
     embeddings_path: str = "datasets/llm_embeddings"
     default_users_emb_file: str | None = None
     default_items_emb_file: str | None = None
-    preprocess_from_json: dict | None = None
+    preprocess_from_json: list | None = None  # a mapping, or a list of them (e.g. users and items)
     preprocess_random: dict | None = None
-    build_profiles: dict | None = None
+    build_profiles: list | None = None  # a mapping, or a list of them
     use_user_emb: bool = True
     use_item_emb: bool = False
     users_start_with_1: bool = True
@@ -87,6 +87,17 @@ def _need_mapping(value, name):
     return value
 
 
+def _listed(value, name):
+    """A mapping or a list of mappings, as a list ([] for None)."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return value
+    raise UserError(f"{name} must be a mapping or a list of mappings, got {value!r}")
+
+
 def parse_llm_config(raw):
     if raw is None:
         return LLMConfig()
@@ -104,8 +115,10 @@ def parse_llm_config(raw):
             _need_str(getattr(cfg, name), f"llm_config.{name}")
     if cfg.missing_profiles not in ("error", "zero"):
         raise UserError(f"llm_config.missing_profiles must be 'error' or 'zero', got {cfg.missing_profiles!r}")
-    if cfg.preprocess_from_json is not None:
-        spec = _need_mapping(cfg.preprocess_from_json, "llm_config.preprocess_from_json")
+    cfg.preprocess_from_json = _listed(cfg.preprocess_from_json, "llm_config.preprocess_from_json")
+    cfg.build_profiles = _listed(cfg.build_profiles, "llm_config.build_profiles")
+    for spec in cfg.preprocess_from_json:
+        spec = _need_mapping(spec, "llm_config.preprocess_from_json")
         known = ("from", "to", "by", "entity")
         for key in spec:
             if key not in known:
@@ -118,10 +131,11 @@ def parse_llm_config(raw):
                             f"use one of: {', '.join(ALIGNMENTS)}")
         if spec.get("entity", "user") not in ("user", "item"):
             raise UserError(f"llm_config.preprocess_from_json.entity must be user or item, got {spec['entity']!r}")
-    if cfg.build_profiles is not None:
+    if cfg.build_profiles:
         from .profiles import ProfileSpec
 
-        ProfileSpec.from_config(cfg.build_profiles)
+        for spec in cfg.build_profiles:
+            ProfileSpec.from_config(spec)
     if cfg.preprocess_random is not None:
         spec = _need_mapping(cfg.preprocess_random, "llm_config.preprocess_random")
         known = ("random", "embedding_size", "random_users_emb_file", "random_items_emb_file")

@@ -73,6 +73,23 @@ class ExperimentConfig(Config):
     def _load_variable_config_dict(self, config_dict):
         return dict(config_dict) if config_dict else {}
 
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        """RecBole's defaults; a custom model also gets those of the RecBole models it extends (e.g. AutoIntKar
+        those of AutoInt) and its own class attribute ``default_config``."""
+        super()._load_internal_config_dict(model, model_class, dataset)
+        if isinstance(model_class, str):
+            return
+        import recbole
+
+        properties = Path(recbole.__file__).parent / "properties" / "model"
+        for cls in model_class.__mro__:
+            path = properties / f"{cls.__name__}.yaml"
+            if cls.__module__.startswith("recbole.model.") and path.is_file():
+                for key, value in (yaml.load(path.read_text(encoding="utf-8"), Loader=self.yaml_loader) or {}).items():
+                    self.internal_config_dict.setdefault(key, value)
+        for key, value in (getattr(model_class, "default_config", None) or {}).items():
+            self.internal_config_dict.setdefault(key, value)
+
     def _load_cmd_line(self):
         return dict(self._overrides)
 
@@ -102,6 +119,7 @@ def check_setting_names(recbole_settings, model_class):
     otherwise silently train RecBole's default 300 epochs). A custom model may list its own keys in its class
     attribute ``extra_config_keys``."""
     known = recbole_setting_names() | set(getattr(model_class, "extra_config_keys", ()))
+    known |= set(getattr(model_class, "default_config", None) or {})
     for key in recbole_settings:
         if key in known:
             continue
@@ -119,7 +137,9 @@ def check_setting_names(recbole_settings, model_class):
 def _custom_module(name):
     """``models.<name lower>`` if that file exists in the project (never anything outside it)."""
     module_name = name.lower()
-    if not _IDENTIFIER.match(module_name) or not (MODELS_DIR / f"{module_name}.py").is_file():
+    if not _IDENTIFIER.match(module_name) or module_name.startswith("_") or module_name == "losses":
+        return None
+    if not (MODELS_DIR / f"{module_name}.py").is_file():
         return None
     return importlib.import_module(f"models.{module_name}")
 
@@ -143,7 +163,7 @@ def _class_named(module, name):
 
 def available_models():
     """Names of the custom models in ``models/`` and of RecBole's models (lower-case file names)."""
-    custom = sorted(p.stem for p in MODELS_DIR.glob("*.py") if p.stem not in {"__init__", "losses"})
+    custom = sorted(p.stem for p in MODELS_DIR.glob("*.py") if p.stem != "losses" and not p.stem.startswith("_"))
     return custom + sorted(_recbole_module_names())
 
 
