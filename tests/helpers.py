@@ -23,6 +23,13 @@ SMALL_MODELS = {
     "LightGCN": {"embedding_size": 16, "n_layers": 1},
     "AutoInt": {"embedding_size": 8, "mlp_hidden_size": [32, 32], "n_layers": 1},
     "SASRec": {"hidden_size": 16, "inner_size": 32, "n_layers": 1, "MAX_ITEM_LIST_LENGTH": 20},
+    "GRU4Rec": {"embedding_size": 16, "hidden_size": 16, "MAX_ITEM_LIST_LENGTH": 20},
+    "BPR": {"embedding_size": 16},
+    "DCN": {"embedding_size": 8, "mlp_hidden_size": [32, 32], "cross_layer_num": 2},
+    "DeepFM": {"embedding_size": 8, "mlp_hidden_size": [32, 32]},
+    "WideDeep": {"embedding_size": 8, "mlp_hidden_size": [32, 16]},
+    "TwoTowers": {"embedding_size": 8, "tower_hidden_size": [32, 16]},
+    "AutoIntKar": {"embedding_size": 8, "mlp_hidden_size": [32, 32], "n_layers": 1, "kar_hidden_size": 16},
 }
 
 
@@ -44,8 +51,12 @@ def shrink(experiment, workdir, *, short_form=False, width=8, epochs=1, extra=No
     raw["llm_config"]["embeddings_path"] = str(workdir / "emb")
     llm = raw["llm_config"]
     llm.get("preprocess_random", {}).update({"embedding_size": 24})
-    if "build_profiles" in llm:  # TF-IDF instead of MiniLM: seconds instead of a minute
-        llm["build_profiles"].update({"encoder": "tfidf", "dim": 24})
+    specs = llm.get("build_profiles") or []
+    for spec in specs if isinstance(specs, list) else [specs]:  # TF-IDF instead of MiniLM: seconds, not a minute
+        spec.update({"encoder": "tfidf", "dim": 24})
+    for key in ("kar_user_emb_file", "kar_item_emb_file"):
+        if raw.get(key):
+            raw[key] = raw[key].replace("datasets/llm_embeddings", str(workdir / "emb"))
     steps = []
     for step in raw["scenario"]:
         step = copy.deepcopy(step)

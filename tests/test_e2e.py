@@ -24,6 +24,12 @@ READY = [
     "lightgcn/lightgcn_ml100k.yaml",
     "autoint/autoint_ml100k.yaml",
     "sasrec/sasrec_ml100k.yaml",
+    "twotowers/twotowers_ml100k.yaml",
+    "bpr/bpr_ml100k.yaml",
+    "dcn/dcn_ml100k.yaml",
+    "deepfm/deepfm_ml100k.yaml",
+    "widedeep/widedeep_ml100k.yaml",
+    "gru4rec/gru4rec_ml100k.yaml",
 ]
 
 
@@ -39,7 +45,7 @@ def test_ready_scenario_runs_and_journals_both_phases(workdir, experiment, form)
     assert run_exps.main([str(path)]) == 0
     (row,) = journal_of(path).to_dict("records")
     assert row["status"] == "done" and row["config"] == path.name
-    assert row["train_0:loss_name"].endswith("RMSE") and json.loads(row["train_0:set_outputs"])
+    assert row["train_0:loss_name"].endswith(("RMSE", "Distil")) and json.loads(row["train_0:set_outputs"])
     for part in (0, 1):
         test = json.loads(row[f"train_{part}:best_test_res"])
         assert 0.0 <= test["ndcg@10"] <= 1.0
@@ -122,3 +128,19 @@ def test_a_mistyped_command_fails_fast_with_one_line_and_no_training(workdir):
     assert "step 9 (init_trainr): unknown command 'init_trainr'; did you mean 'init_trainer'?" in error_lines[0]
     assert seconds < 60
     assert not (workdir / "saved").exists()
+
+
+def test_autoint_plain_llmkt_and_kar_in_one_folder_journal_auc_and_ndcg(workdir):
+    folder = workdir / "kar"
+    folder.mkdir()
+    for source in sorted((ROOT / "experiments" / "autoint_kar_ml100k").glob("*.yaml")):
+        shrink(source, folder)
+    assert run_exps.main([str(folder)]) == 0
+    journal = pd.read_csv(folder / "autoint_kar_journal.csv", index_col=0)
+    assert list(journal["variant"]) == ["plain", "llmkt", "kar"]
+    assert list(journal["model"]) == ["AutoInt", "AutoInt", "AutoIntKar"]
+    for row in journal.to_dict("records"):
+        test = json.loads(row["train_1:best_test_res"])
+        assert 0.0 < test["auc"] < 1.0 and test["logloss"] > 0 and 0.0 <= test["ndcg@10"] <= 1.0
+    assert journal.loc[1, "train_0:loss_name"] == "HiddenDistil"
+    assert json.loads(journal.loc[1, "train_0:loss_params"]) == {"rows": "batch", "entity": "user"}
