@@ -1,6 +1,7 @@
 """Run one experiment file, or a folder of them, and journal the results.
 
     python run_exps.py experiments/<file.yaml or folder> [--start_with=n] [--check] [--resume] [--fail-fast]
+                       [--workers N [--address HOST:PORT] [--cpus-per-experiment C] [--gpus-per-experiment G]]
 
 A folder runs every ``.yaml`` directly in it, sorted by name; ``--start_with=n`` skips the first n of them.
 A user mistake (bad YAML, unknown command, missing file, ...) is one line on stderr and exit status 2; a
@@ -30,12 +31,23 @@ def parse_args(argv):
                         help="check every experiment (YAML, commands, params, order, model, loss, dataset) and "
                              "train nothing; exit 0 when all pass, 2 otherwise")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing experiment")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="run N experiments at a time, each in its own process, on Ray (default 1: one after "
+                             "another in this process)")
+    parser.add_argument("--address", default=None,
+                        help="join this running Ray cluster (e.g. 127.0.0.1:6379) instead of starting a local one")
+    parser.add_argument("--cpus-per-experiment", type=int, default=1, metavar="C",
+                        help="with Ray: CPU cores (and torch threads) per experiment (default 1)")
+    parser.add_argument("--gpus-per-experiment", type=float, default=0, metavar="G",
+                        help="with Ray: GPUs per experiment, e.g. 1 or 0.5 (default 0)")
     parser.add_argument("--resume", action="store_true",
                         help="skip experiments whose journal already has a 'done' row for the same file with the "
                              "same content (an edited file runs again)")
     args = parser.parse_args(argv)
     if args.start_with < 0:
         parser.error(f"--start_with must be 0 or more, got {args.start_with}")
+    if args.workers < 1 or args.cpus_per_experiment < 1 or args.gpus_per_experiment < 0:
+        parser.error("--workers and --cpus-per-experiment must be 1 or more, --gpus-per-experiment 0 or more")
     return args
 
 
@@ -73,16 +85,30 @@ def check_only(files):
     return EXIT_USER if failures else EXIT_OK
 
 
-def run_all(files, fail_fast, resume=False):
-    from utils.experiment import already_done, run_experiment
+def run_all(files, fail_fast, resume=False, parallel=None):
+    """Run the experiments (in this process, or on Ray with ``parallel`` options); print a summary; exit code."""
+    from utils.experiment import already_done
 
-    outcomes = []
+    outcomes, todo = [], []
     for number, file in enumerate(files, start=1):
         if resume and already_done(file):
-            print(f"\n##### experiment {number}/{len(files)}: {file}: done before, unchanged: skipped", flush=True)
+            print(f"##### experiment {number}/{len(files)}: {file}: done before, unchanged: skipped", flush=True)
             outcomes.append((file, "skipped", 0.0, None))
-            continue
-        print(f"\n##### experiment {number}/{len(files)}: {file}", flush=True)
+        else:
+            todo.append(file)
+    if parallel:
+        outcomes += run_on_ray(todo, fail_fast, parallel)
+    else:
+        outcomes += run_here(todo, files, fail_fast)
+    return summarize(files, outcomes)
+
+
+def run_here(todo, files, fail_fast):
+    from utils.experiment import run_experiment
+
+    outcomes = []
+    for file in todo:
+        print(f"\n##### experiment {files.index(file) + 1}/{len(files)}: {file}", flush=True)
         started = time.time()
         try:
             status, _ = run_experiment(file)
@@ -95,9 +121,27 @@ def run_all(files, fail_fast, resume=False):
             outcomes.append((file, "failed", time.time() - started, EXIT_BUG))
         if fail_fast and outcomes[-1][1] == "failed":
             break
+    return outcomes
+
+
+def run_on_ray(todo, fail_fast, options):
+    from utils.parallel import run_parallel
+
+    outcomes = []
+    for outcome in run_parallel(todo, fail_fast=fail_fast, **options):
+        code = {"user": EXIT_USER, "bug": EXIT_BUG}.get(outcome["kind"])
+        if outcome["error"]:
+            fail(f"{outcome['error']} (log: {outcome['log']})")
+            if outcome.get("traceback"):
+                print(outcome["traceback"], file=sys.stderr)
+        outcomes.append((Path(outcome["file"]), outcome["status"], outcome["seconds"], code))
+    return outcomes
+
+
+def summarize(files, outcomes):
     if len(files) > 1:
         print("\n===== summary", flush=True)
-        for file, status, seconds, _ in outcomes:
+        for file, status, seconds, _ in sorted(outcomes, key=lambda o: files.index(Path(o[0]))):
             print(f"{status:>8}  {seconds:8.1f}s  {file}")
         skipped = len(files) - len(outcomes)
         if skipped:
@@ -123,8 +167,12 @@ def main(argv=None):
     files = files[args.start_with:]
     if args.check:
         return check_only(files)
+    parallel = None
+    if args.workers > 1 or args.address:
+        parallel = {"workers": args.workers, "address": args.address, "cpus_per_experiment": args.cpus_per_experiment,
+                    "gpus_per_experiment": args.gpus_per_experiment}
     try:
-        return run_all(files, args.fail_fast, args.resume)
+        return run_all(files, args.fail_fast, args.resume, parallel)
     except KeyboardInterrupt:
         fail("interrupted: the running experiment is journaled as interrupted; --resume continues the batch")
         return EXIT_INTERRUPTED

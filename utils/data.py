@@ -4,6 +4,9 @@ With ``add_train_split: [r0, r1, ...]`` the training set is split into parts 0, 
 groups by user) and the full training set comes last; without it there is one part, 0.
 """
 
+import copy
+import importlib
+import json
 import logging
 import os
 import urllib.error
@@ -13,9 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from recbole.data import create_dataset, create_samplers, get_dataloader
+from recbole.data import create_samplers, get_dataloader
 from recbole.data.utils import KGSampler
 from recbole.utils import ModelType
+from recbole.utils.argument_list import dataset_arguments
 
 from .errors import UserError
 
@@ -48,11 +52,52 @@ def dataset_files_present(config):
     return os.path.isfile(os.path.join(path, f"{config['dataset']}.inter"))
 
 
-def build_dataset(config):
-    """RecBole's ``create_dataset``, turning a missing, undownloadable dataset into one clear line."""
+def dataset_class_for(config):
+    """The Dataset class RecBole's ``create_dataset`` would pick for this model."""
+    module = importlib.import_module("recbole.data.dataset")
+    specific = getattr(module, f"{config['model']}Dataset", None)
+    if specific is not None:
+        return specific
+    by_type = {ModelType.SEQUENTIAL: "SequentialDataset", ModelType.KNOWLEDGE: "KnowledgeBasedDataset"}
+    return getattr(module, by_type.get(config["MODEL_TYPE"], "Dataset"))
+
+
+def dataset_key(config):
+    """What the loaded and filtered dataset depends on: RecBole's dataset settings, the dataset class, and the
+    identity (name, size, modification time) of every atomic file. Equal keys give equal datasets."""
+    path = Path(config["data_path"])
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in path.glob(f"{config['dataset']}.*") if p.is_file()) if path.is_dir() else []
+    settings = {name: config[name] for name in dataset_arguments}
+    settings.update(dataset=config["dataset"], data_path=str(path.resolve()), model_type=str(config["MODEL_TYPE"]))
+    return json.dumps([dataset_class_for(config).__name__, settings, files], sort_keys=True, default=str)
+
+
+_DATASETS = {}  # dataset_key -> a loaded, filtered, never built Dataset (this process only)
+
+
+def build_dataset(config, reuse=True):
+    """The experiment's RecBole dataset, loaded once per process for identical data settings.
+
+    Unlike RecBole's ``create_dataset`` this never unpickles a saved dataset from ``checkpoint_dir`` (loading a
+    pickle can run code). A missing, undownloadable dataset becomes one clear line.
+    """
+    key = dataset_key(config) if reuse else None
+    if key in _DATASETS:
+        cached = _DATASETS[key]
+        logger.info("dataset %s: reusing the one loaded for an earlier experiment", config["dataset"])
+        # a fresh copy (build() changes a dataset) that refers to this experiment's config
+        return copy.deepcopy(cached, memo={id(cached.config): config})
+    dataset = _load_dataset(config)
+    if reuse:
+        _DATASETS[key] = copy.deepcopy(dataset, memo={id(dataset.config): dataset.config})
+    return dataset
+
+
+def _load_dataset(config):
     where = os.path.abspath(config["data_path"])
     try:
-        return create_dataset(config)
+        return dataset_class_for(config)(config)
     except (urllib.error.URLError, OSError) as exc:
         if dataset_files_present(config):
             raise

@@ -45,7 +45,7 @@ def file_hash(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def check_experiment(path):
+def check_experiment(path, overrides=None):
     """Everything that can be checked without data: YAML, settings, model, losses, scenario, dataset location.
 
     Raises:
@@ -61,18 +61,24 @@ def check_experiment(path):
             raise UserError("no dataset: set dataset: (e.g. ml-100k)")
         model_class = get_model_class(recbole["model"])
         check_setting_names(recbole, model_class)
+        for key in ("dataset_save_path", "dataloaders_save_path", "save_dataloaders"):
+            if recbole.get(key):
+                raise UserError(f"'{key}' makes RecBole save and load pickles, which this tool does not load",
+                                "remove it: datasets are loaded once per run and reused between experiments")
         steps = check_scenario(settings.scenario, model_name=recbole["model"])
-        config = build_config(settings, recbole, model_class)
+        config = build_config(settings, recbole, model_class, overrides)
         check_dataset_location(config)
     except UserError as exc:
         raise exc.locate(file=path) from None
     return Checked(path, raw, settings, recbole, model_class, steps, file_hash(path), config)
 
 
-def build_config(settings, recbole, model_class):
-    """RecBole's Config for the experiment (never reading sys.argv), with our logging level."""
+def build_config(settings, recbole, model_class, overrides=None):
+    """RecBole's Config for the experiment (never reading sys.argv), with our logging level; ``overrides`` win over
+    the file (e.g. the GPUs a Ray worker was given)."""
     try:
-        config = ExperimentConfig(model=model_class, dataset=recbole["dataset"], config_dict=recbole)
+        config = ExperimentConfig(model=model_class, dataset=recbole["dataset"], config_dict=recbole,
+                                  overrides=overrides)
     except (ValueError, KeyError, TypeError, NotImplementedError, AssertionError) as exc:
         raise UserError(f"RecBole refuses the settings: {exc}", "check the RecBole part of the file") from None
     config["state"] = settings.logger_level
@@ -147,18 +153,50 @@ def prepare_llm_files(settings, config, data, record):
     if built:
         record.set("profiles", "; ".join(built))
     for spec in llm.preprocess_from_json:
-        entity = spec.get("entity", "user")
-        source = folder / spec["from"]
+        entity, by = spec.get("entity", "user"), spec.get("by", "recbole")
+        source, target = folder / spec["from"], folder / spec["to"]
         tokens = list(dataset.field2id_token[fields[entity]][1:])
-        ids, rows = read_profile_matrix(source)
-        matrix = align_rows(ids, rows, tokens, by=spec.get("by", "recbole"), missing=llm.missing_profiles,
-                            source=str(source))
         start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
+        made_from = conversion_identity(source, tokens, by, llm.missing_profiles, start_with_1)
+        if target.is_file() and read_identity(target) == made_from:
+            say(f"llm_config: {spec['to']} is up to date with {spec['from']} (same content, ids and alignment)")
+            continue
+        ids, rows = read_profile_matrix(source)
+        matrix = align_rows(ids, rows, tokens, by=by, missing=llm.missing_profiles, source=str(source))
         if not start_with_1:
             matrix = _with_zero_row(matrix)
-        save_tensor(matrix, folder / spec["to"])
-        by = spec.get("by", "recbole")
+        save_tensor(matrix, target)
+        write_identity(target, made_from)
         say(f"llm_config: {spec['from']} -> {spec['to']} {tuple(matrix.shape)} ({entity}s, by {by})")
+
+
+def conversion_identity(source, tokens, by, missing, start_with_1):
+    """What a converted matrix depends on: the JSON's content (hashed, not its name or date), the dataset's ids in
+    RecBole's order, and the conversion settings."""
+    if not Path(source).is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(source, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    ids = hashlib.sha256("\n".join(map(str, tokens)).encode()).hexdigest()
+    return {"json_sha256": digest.hexdigest(), "ids_sha256": ids, "by": by, "missing": missing,
+            "start_with_1": start_with_1}
+
+
+def _identity_path(target):
+    return Path(target).with_name(f"{Path(target).name}.source.json")
+
+
+def read_identity(target):
+    try:
+        return json.loads(_identity_path(target).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def write_identity(target, identity):
+    _identity_path(target).write_text(json.dumps(identity))
 
 
 def _with_zero_row(matrix):
@@ -219,7 +257,7 @@ def already_done(path):
     )
 
 
-def run_experiment(path, journal=None):
+def run_experiment(path, journal=None, overrides=None):
     """Run one experiment file and append its journal row (and write its per-epoch history).
 
     Returns:
@@ -233,7 +271,7 @@ def run_experiment(path, journal=None):
     record = JournalRecord(path, subdir_of(path))
     checked, state = None, {}
     try:
-        checked = check_experiment(path)
+        checked = check_experiment(path, overrides)
         journal = journal or journal_for(path, checked.settings)
         record.set("model", checked.recbole["model"])
         record.set("config_hash", checked.content_hash)

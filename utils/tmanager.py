@@ -421,11 +421,13 @@ def _test_eval(run, params):
         return _test_eval_as(run, params)
     load_best = run.trained_file is not None
     run.trainer.collect_per_user = True
+    started = time.time()
     try:
         result = run.trainer.evaluate(run.data.test, load_best_model=load_best, model_file=run.trained_file,
                                       show_progress=bool(run.config["show_progress"]))
     finally:
         run.trainer.collect_per_user = False
+    run.record.set_part("test_time_s", round(time.time() - started, 2))
     run.record.set_part("best_test_res", dict(result))
     say(f"    test result ({'best model' if load_best else 'current weights'}): {_metrics_line(result)}")
     per_user = run.trainer.last_per_user

@@ -1,0 +1,113 @@
+"""Folder sweeps: datasets loaded once per process for identical data settings, converted matrices reused when
+up to date, and parallel runs on Ray (local, or a head the test starts) journaling what sequential runs do."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import ROOT, build, shrink
+
+import run_exps
+import utils.data as data_module
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_dataset_is_reused_for_identical_data_settings_only(monkeypatch):
+    loads = []
+    original = data_module._load_dataset
+    monkeypatch.setattr(data_module, "_load_dataset", lambda config: loads.append(1) or original(config))
+    monkeypatch.setattr(data_module, "_DATASETS", {})
+    build("NeuMF", seed=1)
+    build("NeuMF", seed=2, learning_rate=0.01)  # other seed, other training settings: same data
+    assert len(loads) == 1
+    build("NeuMF", user_inter_num_interval="[20,50)")  # other filter: loaded again
+    build("BPR")  # same data settings as the first: reused across models of a type
+    build("SASRec")  # a sequential dataset: loaded again
+    assert len(loads) == 3
+
+
+def test_a_reused_dataset_splits_exactly_like_a_fresh_one(monkeypatch):
+    monkeypatch.setattr(data_module, "_DATASETS", {})
+    _, first, _ = build("NeuMF", seed=5)
+    _, again, _ = build("NeuMF", seed=5)
+    for split in ("train_dataset", "test"):
+        a, b = getattr(first, split), getattr(again, split)
+        a, b = (x.dataset if hasattr(x, "dataset") else x for x in (a, b))
+        assert a.inter_feat["item_id"].tolist() == b.inter_feat["item_id"].tolist()
+        assert a.inter_feat["user_id"].tolist() == b.inter_feat["user_id"].tolist()
+
+
+def folder_of(workdir, seeds):
+    folder = workdir / "batch"
+    folder.mkdir()
+    for seed in seeds:
+        path = shrink("neumf/neumf_ml100k.yaml", workdir, extra={"seed": seed, "journal_name": "j.csv"})
+        path.rename(folder / f"neumf_s{seed}.yaml")
+    return folder
+
+
+def test_a_converted_matrix_is_reused_only_while_its_source_is_unchanged(workdir, capsys):
+    folder = folder_of(workdir, [1])
+    path = folder / "neumf_s1.yaml"
+    assert run_exps.main([str(path)]) == 0
+    assert "is up to date" not in capsys.readouterr().out
+    assert run_exps.main([str(path)]) == 0
+    assert "user_minilm384_rs.pt is up to date with user_profiles_rs.json" in capsys.readouterr().out
+    source = workdir / "emb" / "ml-100k" / "user_profiles_rs.json"
+    profiles = json.loads(source.read_text())
+    profiles[0]["embedding"][0] += 1.0
+    source.write_text(json.dumps(profiles))  # same name and split, other content: converted again
+    assert run_exps.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "is up to date" not in out and "user_profiles_rs.json -> user_minilm384_rs.pt" in out
+
+
+def metrics_of(journal):
+    frame = pd.read_csv(journal, index_col=0)
+    return {row["config"]: {k: round(v, 3) for k, v in json.loads(row["train_1:best_test_res"]).items()}
+            for row in frame.to_dict("records")}
+
+
+def test_parallel_run_journals_the_same_results_as_a_sequential_one(workdir):
+    folder = folder_of(workdir, [1, 2, 3])
+    assert run_exps.main([str(folder)]) == 0
+    sequential = metrics_of(folder / "j.csv")
+    (folder / "j.csv").rename(workdir / "sequential.csv")
+    assert run_exps.main([str(folder), "--workers", "2"]) == 0
+    parallel = metrics_of(folder / "j.csv")
+    assert parallel == sequential and len(parallel) == 3
+    assert len(list((workdir / "log" / "runs").glob("neumf_s*.out"))) == 3
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_sweep_runs_on_a_ray_head_started_on_localhost(workdir):
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    started = subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                              "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                             capture_output=True, text=True, timeout=180, env=env)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        folder = folder_of(workdir, [1, 2])
+        done = subprocess.run([sys.executable, str(ROOT / "run_exps.py"), str(folder), "--workers", "2",
+                               "--address", f"127.0.0.1:{port}"], cwd=workdir, capture_output=True, text=True,
+                              timeout=600, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        journal = pd.read_csv(folder / "j.csv", index_col=0)
+        assert sorted(journal["config"]) == ["neumf_s1.yaml", "neumf_s2.yaml"]
+        assert set(journal["status"]) == {"done"}
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)

@@ -1,0 +1,101 @@
+"""Run a folder's experiments in parallel on Ray: a local cluster, or one that is already running (``--address``).
+
+Each experiment runs in a Ray worker process with its own console log (``log/runs/<file>-<time>.out``) besides
+RecBole's ``log/<model>/...``; worker processes are reused, so datasets loaded for one experiment serve the next
+with identical data settings. Journal appends take a file lock and replace the file atomically, so concurrent
+experiments lose nothing (on a multi-machine cluster the project folder must be shared, at the same path).
+GPUs are shared out through Ray's resources: ``gpus_per_experiment`` per task, and RecBole is pointed at the GPUs
+Ray assigned.
+"""
+
+import os
+import sys
+import time
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_in_worker(path, cwd, threads):
+    """Run one experiment inside a Ray worker; returns a plain dict (status, seconds, error, kind, log)."""
+    os.chdir(cwd)
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    import ray
+    import torch
+
+    from utils.errors import UserError
+    from utils.experiment import run_experiment
+
+    torch.set_num_threads(threads)
+    overrides = {}
+    gpus = ray.get_gpu_ids()
+    if gpus:  # RecBole sets CUDA_VISIBLE_DEVICES from gpu_id itself: give it the GPUs Ray assigned
+        overrides = {"gpu_id": ",".join(str(int(g)) for g in gpus), "use_gpu": True}
+    log = Path(cwd) / "log" / "runs" / f"{Path(path).stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.out"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    outcome = {"file": path, "log": str(log), "error": None, "kind": None}
+    with open(log, "w", buffering=1) as out, redirect_stdout(out), redirect_stderr(out):
+        try:
+            status, _ = run_experiment(path, overrides=overrides)
+            outcome["status"] = status
+        except UserError as exc:
+            print(f"error: {exc.line()}", file=out)
+            outcome.update(status="failed", error=exc.line(), kind="user")
+        except Exception as exc:  # a bug: keep the traceback in the experiment's log, report it to the driver
+            traceback.print_exc(file=out)
+            outcome.update(status="failed", error=f"internal error: {type(exc).__name__}: {exc}", kind="bug",
+                           traceback=traceback.format_exc())
+    outcome["seconds"] = time.time() - started
+    return outcome
+
+
+def start_ray(workers, address, cpus_per_experiment):
+    """Join ``address``, or start a local Ray instance sized for ``workers`` experiments at a time."""
+    import ray
+
+    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                            os.environ.get("PYTHONPATH")])),
+                                "OMP_NUM_THREADS": str(cpus_per_experiment)}}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+    else:
+        ray.init(num_cpus=workers * cpus_per_experiment, include_dashboard=False, log_to_driver=False,
+                 runtime_env=runtime_env)
+    return ray
+
+
+def run_parallel(files, workers, address=None, cpus_per_experiment=1, gpus_per_experiment=0, fail_fast=False):
+    """Run ``files`` on Ray, at most ``workers`` at a time; yields each outcome dict as it finishes."""
+    from tqdm import tqdm
+
+    ray = start_ray(workers, address, cpus_per_experiment)
+    try:
+        task = ray.remote(num_cpus=cpus_per_experiment, num_gpus=gpus_per_experiment, max_retries=0)(run_in_worker)
+        cwd = os.getcwd()
+        queue = list(files)
+        pending = {}
+        progress = tqdm(total=len(files), desc="experiments", unit="exp", file=sys.stdout)
+        while queue or pending:
+            while queue and len(pending) < workers:
+                path = queue.pop(0)
+                pending[task.remote(str(path), cwd, cpus_per_experiment)] = path
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                pending.pop(ref)
+                outcome = ray.get(ref)
+                progress.update(1)
+                progress.write(f"{outcome['status']:>8}  {outcome['seconds']:7.1f}s  {outcome['file']}  "
+                               f"(log: {outcome['log']})")
+                yield outcome
+                if fail_fast and outcome["status"] == "failed":
+                    for ref_left in pending:
+                        ray.cancel(ref_left, force=True)
+                    pending.clear()
+                    queue.clear()
+        progress.close()
+    finally:
+        ray.shutdown()
