@@ -168,12 +168,25 @@ def activity_table(breakdown):
 # --- plots --------------------------------------------------------------------------------------------------------
 
 
-def plot_bars(summary, path):
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (imported only when a report is drawn)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
+def plot_bars(summary, path):
+    plt = pyplot()
     metrics = list(dict.fromkeys(summary["metric"]))
     models = list(dict.fromkeys(summary["model"]))
     variants = list(dict.fromkeys(summary["variant"]))
@@ -190,18 +203,11 @@ def plot_bars(summary, path):
         ax.set_title(f"test {metric} (mean ± std over seeds)")
         ax.set_ylabel(metric)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_activity(breakdown, path, metric="ndcg@10"):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     models = list(dict.fromkeys(breakdown["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
@@ -213,19 +219,12 @@ def plot_activity(breakdown, path, metric="ndcg@10"):
         ax.set_title(f"{model}: test {metric} by user activity")
         ax.set_xlabel("quartile of training interactions (range)")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_curves(run, path, metric="ndcg@10"):
     """Model loss, distillation loss and the validation metric per epoch, phases one after another."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     history = json.loads(Path(run.history).read_text())
     epochs, boundaries = [], []
     for part in sorted(history["parts"], key=int):
@@ -249,11 +248,9 @@ def plot_curves(run, path, metric="ndcg@10"):
             ax.axvline(b, color="grey", linestyle="--", linewidth=0.8)
         ax.set_title(title)
         ax.set_xlabel("epoch (dashed: next phase)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(f"{run.model} {run.variant} seed {run.seed}: {run.config}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def choose_curves(runs, mode):

@@ -333,6 +333,12 @@ class SimpleXUserRMSE(UserRowsLoss):
         return users
 
 
+class SimpleXUserCosine(SimpleXUserRMSE):
+    """SimpleX with cosine distance instead of RMSE."""
+
+    metric = "cosine"
+
+
 class MultiVAEUserRMSE(UserRowsLoss):
     """MultiVAE: the input of the hooked decoder layer (the latent code of each batch user)."""
 

@@ -5,7 +5,6 @@ goes to RecBole's ``Config`` unchanged.
 """
 
 import difflib
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,6 +218,3 @@ def check_alpha(value):
                         "total loss = (1 - w) * model loss + w * distillation loss")
     return float(value)
 
-
-def logging_level(name):
-    return getattr(logging, name)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from recbole.data import create_samplers, get_dataloader
 from recbole.utils import EvaluatorType, init_seed
+from recbole.utils.argument_list import dataset_arguments
 
 from . import wrapper as wrap
 from .embeddings import describe, embeddings_dir, load_matrix, reduce_matrix, save_tensor
@@ -30,12 +31,7 @@ from .utils import get_loss_class
 logger = logging.getLogger(__name__)
 
 # Settings that shape the data: they are fixed once the data is prepared, so set_config cannot change them.
-DATA_KEYS = {
-    "dataset", "data_path", "load_col", "unload_col", "unused_col", "eval_args", "threshold", "user_inter_num_interval",
-    "item_inter_num_interval", "val_interval", "filter_inter_by_user_or_item", "rm_dup_inter", "seed",
-    "USER_ID_FIELD", "ITEM_ID_FIELD", "RATING_FIELD", "TIME_FIELD", "MAX_ITEM_LIST_LENGTH", "benchmark_filename",
-    "model", "repeatable", "normalize_field", "normalize_all",
-}  # fmt: skip
+DATA_KEYS = set(dataset_arguments) | {"dataset", "data_path", "eval_args", "seed", "model", "repeatable"}
 # Settings the dataloaders read when built: changing them re-configures the loaders.
 LOADER_KEYS = {"train_batch_size", "eval_batch_size", "train_neg_sample_args", "shuffle"}
 
@@ -49,10 +45,6 @@ def say(text=""):
 
 
 # --- param checkers -----------------------------------------------------------------------------------------------
-
-
-def _type_name(value):
-    return type(value).__name__
 
 
 def no_params(value):

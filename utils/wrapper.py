@@ -5,14 +5,12 @@ These numbers are what the scenario commands ``set_outputs`` and ``set_trainable
 """
 
 import difflib
-import logging
 from dataclasses import dataclass
 
 from torch import nn
 
 from .errors import UserError
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -286,8 +284,4 @@ class LossStats:
         self.reset()
         return out
 
-
-def unwrap(model):
-    """The inner RecBole model of a (possibly) wrapped model."""
-    return model.model if isinstance(model, ModelWrapper) else model
 

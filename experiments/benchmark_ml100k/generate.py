@@ -64,8 +64,19 @@ TUNING = {
         "gmf_cos_w32_a05": {"loss": "NeumfUserCosine", "layer": "user_mf_embedding", "width": 32, "alpha": 0.5},
         "emb_cos_w32_a01": {"loss": "NeumfUserCosine", "layer": "user_mlp_embedding", "width": 32, "alpha": 0.1},
         "emb_cos_w32_a09": {"loss": "NeumfUserCosine", "layer": "user_mlp_embedding", "width": 32, "alpha": 0.9},
-        "emb_cos_w64_a05": {"loss": "NeumfUserCosine", "layer": "user_mlp_embedding", "width": 64, "alpha": 0.5},
         "emb_cos_w16_a05": {"loss": "NeumfUserCosine", "layer": "user_mlp_embedding", "width": 16, "alpha": 0.5},
+    },
+    "SimpleX": {
+        "agg_rmse_w32_a05": {"loss": "SimpleXUserRMSE", "layer": "dropout", "width": 32, "alpha": 0.5},
+        "agg_cos_w32_a05": {"loss": "SimpleXUserCosine", "layer": "dropout", "width": 32, "alpha": 0.5},
+        "agg_cos_w32_a01": {"loss": "SimpleXUserCosine", "layer": "dropout", "width": 32, "alpha": 0.1},
+    },
+    "MultiVAE": {
+        "z_rmse_w32_a05": {"loss": "MultiVAEUserRMSE", "layer": "decoder.0", "width": 32, "alpha": 0.5},
+        "z_cos_w32_a05": {"loss": "HiddenDistil", "layer": "decoder.0", "width": 32, "alpha": 0.5,
+                          "params": {"source": "input", "rows": "batch", "distance": "cosine"}},
+        "z_cos_w32_a01": {"loss": "HiddenDistil", "layer": "decoder.0", "width": 32, "alpha": 0.1,
+                          "params": {"source": "input", "rows": "batch", "distance": "cosine"}},
     },
 }
 
@@ -92,7 +103,8 @@ def scenario(model, variant, seed, epochs, distil, test):
         reduced = f"user_minilm{width}_rs_s{seed}.pt"
         steps += [
             {"reduce_dim": {"file_in": f"user_minilm384_rs_s{seed}.pt", "file_out": reduced, "dimension": width}},
-            {"wrap_model": {"distil_loss": distil["loss"], "users_emb_file": reduced, "particular": True}},
+            {"wrap_model": {"distil_loss": distil["loss"], "users_emb_file": reduced, "particular": True,
+                            **distil.get("params", {})}},
             {"set_outputs": [distil["layer"]]},
         ]
     steps += [{"set_config": {"epochs": first}}, {"init_trainer": None}, {"train": None}]
