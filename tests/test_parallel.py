@@ -4,9 +4,11 @@ up to date, and parallel runs on Ray (local, or a head the test starts) journali
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -92,15 +94,26 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def wait_for_port(port, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.5)
+    return False
+
+
 def test_a_sweep_runs_on_a_ray_head_started_on_localhost(workdir):
     ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
     port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    started = subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                              "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
-                             capture_output=True, text=True, timeout=180, env=env)
-    assert started.returncode == 0, started.stderr[-2000:]
+    # --block keeps the head in this process group, so the test stops its own head and no other Ray on the machine
+    head = subprocess.Popen([ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
+        assert wait_for_port(port, 120), "the Ray head did not start"
         folder = folder_of(workdir, [1, 2])
         done = subprocess.run([sys.executable, str(ROOT / "run_exps.py"), str(folder), "--workers", "2",
                                "--address", f"127.0.0.1:{port}"], cwd=workdir, capture_output=True, text=True,
@@ -110,4 +123,9 @@ def test_a_sweep_runs_on_a_ray_head_started_on_localhost(workdir):
         assert sorted(journal["config"]) == ["neumf_s1.yaml", "neumf_s2.yaml"]
         assert set(journal["status"]) == {"done"}
     finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
+        head.send_signal(signal.SIGINT)  # 'ray start --block' then stops the processes of its own node
+        try:
+            head.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(30)

@@ -85,8 +85,13 @@ def run_parallel(files, workers, address=None, cpus_per_experiment=1, gpus_per_e
                 pending[task.remote(str(path), cwd, cpus_per_experiment)] = path
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                pending.pop(ref)
-                outcome = ray.get(ref)
+                path = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # the worker or node died: the experiment did not finish
+                    first = str(exc).strip().splitlines()[0]
+                    outcome = {"file": str(path), "status": "failed", "seconds": 0.0, "log": "-", "kind": "bug",
+                               "error": f"Ray could not finish it: {type(exc).__name__}: {first}"}
                 progress.update(1)
                 progress.write(f"{outcome['status']:>8}  {outcome['seconds']:7.1f}s  {outcome['file']}  "
                                f"(log: {outcome['log']})")
