@@ -112,7 +112,7 @@ def summarize(runs, metrics):
 def cell(row):
     text = f"{row['mean']:.4f} ± {row['std']:.4f}"
     if row["change"] is not None and not pd.isna(row["change"]):
-        p = "n/a" if row["p"] is None else f"{row['p']:.3f}"
+        p = "n/a" if row["p"] is None or pd.isna(row["p"]) else f"{row['p']:.3f}"
         text += f" ({row['change']:+.1%}, p={p})"
     return text
 

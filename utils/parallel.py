@@ -63,8 +63,9 @@ def start_ray(workers, address, cpus_per_experiment):
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
     else:
-        ray.init(num_cpus=workers * cpus_per_experiment, include_dashboard=False, log_to_driver=False,
-                 runtime_env=runtime_env)
+        # address="local": always a new instance of our own, never a cluster someone else started on this machine
+        ray.init(address="local", num_cpus=workers * cpus_per_experiment, include_dashboard=False,
+                 log_to_driver=False, runtime_env=runtime_env)
     return ray
 
 

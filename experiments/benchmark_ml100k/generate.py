@@ -31,13 +31,15 @@ COMMON = {
     "stopping_step": 10,
 }
 
-# model -> RecBole settings, phase epochs and the distillation chosen on the validation split (see README)
+# model -> RecBole settings, phase epochs and the distillation chosen on the validation split: the best mean
+# validation NDCG@10 of experiments/tuning_ml100k (seeds 11-13, no test evaluation at all; see docs/RESULTS.md)
 MODELS = {
     "NeuMF": {
         "recbole": {"mf_embedding_size": 64, "mlp_embedding_size": 64, "mlp_hidden_size": [128, 64],
                     "dropout_prob": 0.1, "learning_rate": 0.001, "train_batch_size": 2048},
         "epochs": (10, 10),
-        "distil": {"loss": "NeumfUserCosine", "layer": "user_mlp_embedding", "width": 32, "alpha": 0.5},
+        "distil": {"loss": "NeumfUserCosine", "layer": "user_mf_embedding", "width": 32, "alpha": 0.5,
+                   "profiles": "tfidf"},
     },
     "SimpleX": {
         "recbole": {"embedding_size": 64, "learning_rate": 0.001, "train_batch_size": 2048,
@@ -49,8 +51,16 @@ MODELS = {
         "recbole": {"mlp_hidden_size": [600], "latent_dimension": 128, "learning_rate": 0.001,
                     "train_batch_size": 512},
         "epochs": (50, 50),
-        "distil": {"loss": "MultiVAEUserRMSE", "layer": "decoder.0", "width": 32, "alpha": 0.5},
+        "distil": {"loss": "HiddenDistil", "layer": "decoder.0", "width": 32, "alpha": 0.5,
+                   "params": {"source": "input", "rows": "batch", "distance": "cosine"}},
     },
+}
+
+# extra variants of the benchmark: the same distillation with random vectors instead of profiles, which tells
+# knowledge from mere regularization
+CONTROLS = {
+    "NeuMF": {"random": {"loss": "NeumfUserCosine", "layer": "user_mf_embedding", "width": 32, "alpha": 0.5,
+                         "profiles": "random"}},
 }
 
 # validation-only sweep over the distillation settings (NeuMF); each entry overrides MODELS[...]["distil"]
@@ -65,6 +75,11 @@ TUNING = {
         "emb_cos_w32_a01": {"loss": "NeumfUserCosine", "layer": "user_mlp_embedding", "width": 32, "alpha": 0.1},
         "emb_cos_w32_a09": {"loss": "NeumfUserCosine", "layer": "user_mlp_embedding", "width": 32, "alpha": 0.9},
         "emb_cos_w16_a05": {"loss": "NeumfUserCosine", "layer": "user_mlp_embedding", "width": 16, "alpha": 0.5},
+        # controls for the best of the above: another encoder, and random vectors that carry no knowledge
+        "gmf_cos_w32_a05_tfidf": {"loss": "NeumfUserCosine", "layer": "user_mf_embedding", "width": 32,
+                                  "alpha": 0.5, "profiles": "tfidf"},
+        "gmf_cos_w32_a05_random": {"loss": "NeumfUserCosine", "layer": "user_mf_embedding", "width": 32,
+                                   "alpha": 0.5, "profiles": "random"},
     },
     "SimpleX": {
         "agg_rmse_w32_a05": {"loss": "SimpleXUserRMSE", "layer": "dropout", "width": 32, "alpha": 0.5},
@@ -81,17 +96,25 @@ TUNING = {
 }
 
 
-def profiles_config(seed):
+PROFILES = {  # profile kind -> (encoder, matrix name); 'random' is the control: vectors that carry no knowledge
+    "minilm": ("minilm", "user_minilm384_rs_s{seed}.pt"),
+    "tfidf": ("tfidf", "user_tfidf256_rs_s{seed}.pt"),
+    "random": (None, "user_random384_rs_s{seed}.pt"),
+}
+
+
+def profiles_config(seed, kind="minilm"):
     split = f"rs_s{seed}"
-    return {
-        "embeddings_path": "datasets/llm_embeddings",
-        "build_profiles": {"source": "template", "encoder": "minilm", "to": f"user_profiles_{split}.json"},
-        "preprocess_from_json": {"from": f"user_profiles_{split}.json", "to": f"user_minilm384_{split}.pt",
-                                 "by": "recbole"},
-        "use_user_emb": True,
-        "use_item_emb": False,
-        "users_start_with_1": True,
-    }
+    encoder, matrix = PROFILES[kind]
+    config = {"embeddings_path": "datasets/llm_embeddings"}
+    if encoder is None:
+        config["preprocess_random"] = {"random": True, "embedding_size": 384,
+                                       "random_users_emb_file": matrix.format(seed=seed)}
+    else:
+        profiles = f"user_profiles_{split}.json" if kind == "minilm" else f"user_profiles_{split}_{kind}.json"
+        config["build_profiles"] = {"source": "template", "encoder": encoder, "to": profiles}
+        config["preprocess_from_json"] = {"from": profiles, "to": matrix.format(seed=seed), "by": "recbole"}
+    return {**config, "use_user_emb": True, "use_item_emb": False, "users_start_with_1": True}
 
 
 def scenario(model, variant, seed, epochs, distil, test):
@@ -100,9 +123,11 @@ def scenario(model, variant, seed, epochs, distil, test):
     width = distil["width"] if distil else None
     steps = [{"set": {"train_part": 0, "variant": variant}}, {"init_model": None}]
     if distil:
-        reduced = f"user_minilm{width}_rs_s{seed}.pt"
+        kind = distil.get("profiles", "minilm")
+        reduced = f"user_{kind}{width}_rs_s{seed}.pt"
+        source = PROFILES[kind][1].format(seed=seed)
         steps += [
-            {"reduce_dim": {"file_in": f"user_minilm384_rs_s{seed}.pt", "file_out": reduced, "dimension": width}},
+            {"reduce_dim": {"file_in": source, "file_out": reduced, "dimension": width}},
             {"wrap_model": {"distil_loss": distil["loss"], "users_emb_file": reduced, "particular": True,
                             **distil.get("params", {})}},
             {"set_outputs": [distil["layer"]]},
@@ -129,7 +154,7 @@ def experiment(model, variant, seed, distil, test, journal):
         "model": model,
         "seed": seed,
         **spec["recbole"],
-        "llm_config": profiles_config(seed),
+        "llm_config": profiles_config(seed, (distil or {}).get("profiles", "minilm")),
         "distil_loss_weight": distil["alpha"] if distil else 0.5,
         "scenario": scenario(model, variant, seed, spec["epochs"], distil, test),
     }
@@ -140,8 +165,9 @@ def experiment(model, variant, seed, distil, test, journal):
 
 def write_benchmark(folder):
     for model, spec in MODELS.items():
+        variants = {"baseline": None, "llmkt": spec["distil"], **CONTROLS.get(model, {})}
         for seed in SEEDS:
-            for variant, distil in (("baseline", None), ("llmkt", spec["distil"])):
+            for variant, distil in variants.items():
                 text = experiment(model, variant, seed, distil, test=True, journal="benchmark_journal.csv")
                 (folder / f"{model.lower()}_{variant}_s{seed}.yaml").write_text(text)
 
