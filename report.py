@@ -185,25 +185,36 @@ def save(fig, path):
     return path
 
 
-def plot_bars(summary, path):
+def plot_bars(summary, path, on="test"):
+    """Per metric, a group of bars per model (one per variant, mean ± std over seeds); the y axis is zoomed to the
+    data, since differences between variants are small next to the values."""
     plt = pyplot()
     metrics = list(dict.fromkeys(summary["metric"]))
     models = list(dict.fromkeys(summary["model"]))
     variants = list(dict.fromkeys(summary["variant"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
-    width = 0.8 / max(len(variants), 1)
+    colors = {v: plt.get_cmap("tab20")(i % 20) for i, v in enumerate(variants)}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
-        for i, variant in enumerate(variants):
-            rows = summary[(summary["metric"] == metric) & (summary["variant"] == variant)].set_index("model")
-            means = [rows.loc[m, "mean"] if m in rows.index else np.nan for m in models]
-            stds = [rows.loc[m, "std"] if m in rows.index else 0 for m in models]
-            ax.bar(np.arange(len(models)) + (i - (len(variants) - 1) / 2) * width, means, width, yerr=stds,
-                   capsize=3, label=variant)
-        ax.set_xticks(np.arange(len(models)), models)
-        ax.set_title(f"test {metric} (mean ± std over seeds)")
-        ax.set_ylabel(metric)
-    axes[0][0].legend(fontsize=8)
-    return save(fig, path)
+        rows = summary[summary["metric"] == metric]
+        for i, model in enumerate(models):
+            of_model = rows[rows["model"] == model]
+            width = 0.8 / max(len(of_model), 1)
+            for j, row in enumerate(of_model.itertuples()):
+                ax.bar(i - 0.4 + (j + 0.5) * width, row.mean, width, yerr=row.std, capsize=2,
+                       color=colors[row.variant], label=row.variant)
+        low, high = (rows["mean"] - rows["std"]).min(), (rows["mean"] + rows["std"]).max()
+        margin = 0.15 * (high - low) or 0.01
+        ax.set_ylim(max(0.0, low - margin), high + margin)
+        ax.set_xticks(range(len(models)), models)
+        ax.set_title(f"{on} {metric}, mean ± std over seeds")
+        ax.set_ylabel(f"{metric} (axis zoomed)")
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.containers}
+    fig.legend([handles[v] for v in variants if v in handles], [v for v in variants if v in handles],
+               loc="lower center", ncol=min(len(variants), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(variants) - 1) // 6), 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_activity(breakdown, path, metric="ndcg@10"):
@@ -278,8 +289,8 @@ def build_report(path, out=None, on="test", curves="first", metrics=DEFAULT_METR
              f"{len(runs)} finished experiments; {on} results of each experiment's last training part, mean ± std "
              "over seeds; for each variant the relative change of the mean against its model's baseline and a "
              "two-sided paired t-test over the seeds both ran.", "", markdown_table(table), ""]
-    figures = [plot_bars(summary, out / "bars.png")]
-    lines += ["![test metrics by model and variant](bars.png)", ""]
+    figures = [plot_bars(summary, out / "bars.png", on)]
+    lines += [f"![{on} metrics by model and variant](bars.png)", ""]
     breakdown = activity_breakdown(runs) if on == "test" else None
     if breakdown is not None:
         lines += ["## Test NDCG@10 by user activity", "",
