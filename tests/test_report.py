@@ -50,7 +50,7 @@ def test_generated_benchmark_pairs_variants_on_the_same_split(tmp_path):
     assert epochs[0] == epochs[1]
     assert not any("wrap_model" in s for s in base["scenario"])
     assert any("wrap_model" in s for s in llmkt["scenario"])
-    assert len(list(tmp_path.glob("*.yaml"))) == 3 * 2 * 5
+    assert len(list(tmp_path.glob("*.yaml"))) == 3 * 2 * 5 + 5  # + the random-vector control of NeuMF
 
 
 def test_history_records_both_losses_and_validation_per_epoch(benchmark):
