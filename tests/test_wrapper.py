@@ -158,9 +158,13 @@ def test_combined_loss_weights_model_and_distillation_parts(built):
     loss = Capture(model, data.train_dataset)
     wrapper = wrap.ModelWrapper(model, loss, alpha=0.25)
     wrapper.set_outputs([9])
-    model_part, distil_part = wrapper.calculate_loss(batch)
-    assert torch.allclose(model_part, 0.75 * plain)
-    assert torch.allclose(distil_part, 0.25 * loss.hooked_tensor(loss.seen).mean())
+    combined = wrapper.calculate_loss(batch)
+    distil = loss.hooked_tensor(loss.seen).mean()
+    assert torch.allclose(combined, 0.75 * plain + 0.25 * distil)
+    stats = wrapper.stats.pop()
+    assert stats["batches"] == 1
+    assert stats["model_loss"] == pytest.approx(float(plain), rel=1e-5)
+    assert stats["distil_loss"] == pytest.approx(float(distil), rel=1e-5)
     wrapper.remove_outputs()
     assert torch.allclose(wrapper.calculate_loss(batch), plain)
 

@@ -7,10 +7,10 @@ These numbers are what the scenario commands ``set_outputs`` and ``set_trainable
 import difflib
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from .errors import UserError
-
 
 
 @dataclass(frozen=True)
@@ -124,9 +124,9 @@ class ModelWrapper(nn.Module):
     ``state_dict``, attributes such as ``USER_ID``) reaches the inner model; checkpoints therefore hold the inner
     model's own keys and load into an unwrapped model too.
 
-    While layers are hooked, ``calculate_loss`` returns ``((1 - alpha) * model_loss, alpha * distil_loss)``;
-    RecBole's trainer sums the parts and logs each. Hooks capture only inside ``calculate_loss``: never during
-    evaluation.
+    While layers are hooked, ``calculate_loss`` returns ``(1 - alpha) * model_loss + alpha * distil_loss``; both
+    parts are kept per epoch in :attr:`stats` (the trainer's history and TensorBoard show them). Hooks capture only
+    inside ``calculate_loss``: never during evaluation.
 
     Args:
         model: the RecBole model.
@@ -143,6 +143,7 @@ class ModelWrapper(nn.Module):
         self._handles = []
         self._root_forward = None
         self._captured = None
+        self._verified = False
         self.stats = LossStats()
 
     # --- delegation -------------------------------------------------------------------------------------------
@@ -192,6 +193,7 @@ class ModelWrapper(nn.Module):
             else:
                 self._handles.append(layer.module.register_forward_hook(self._make_hook(layer.uid)))
         self.hooked_layers = layers
+        self._verified = False
         bind = getattr(self.distil_loss, "bind", None)
         if bind is not None:  # a loss that names its layer (HiddenDistil) resolves it now
             bind(layers)
@@ -241,47 +243,47 @@ class ModelWrapper(nn.Module):
             captured = self._captured
         finally:
             self._captured = None
-        silent = [layer for layer in self.hooked_layers if not captured[layer.uid]["output"]]
-        if silent:
-            raise UserError(
-                f"hooked layer {silent[0].label} did not run while {type(self.model).__name__} computed its "
-                "training loss, so there is nothing to distil",
-                "hook a layer the model calls in training (for graph models, layer 1 gives all user/item rows)",
-            )
+        if not self._verified:  # once per set_outputs: every hooked layer must run in training
+            silent = [layer for layer in self.hooked_layers if not captured[layer.uid]["output"]]
+            if silent:
+                raise UserError(
+                    f"hooked layer {silent[0].label} did not run while {type(self.model).__name__} computed its "
+                    "training loss, so there is nothing to distil",
+                    "hook a layer the model calls in training (for graph models, layer 1 gives all user/item rows)",
+                )
+            self._verified = True
         distil = self.distil_loss(captured, interaction)
-        parts = model_loss if isinstance(model_loss, tuple) else (model_loss,)
-        weighted = tuple((1.0 - self.alpha) * part for part in parts)
-        self.stats.add(sum(parts), distil)
-        return weighted + (self.alpha * distil,)
+        if isinstance(model_loss, tuple):
+            model_loss = sum(model_loss)
+        self.stats.add(model_loss, distil)
+        return (1.0 - self.alpha) * model_loss + self.alpha * distil
 
 
 class LossStats:
-    """Running sums of the model and distillation losses, read and reset once per epoch."""
+    """The model and distillation losses of each batch, summed once per epoch (no arithmetic per batch)."""
 
     def __init__(self):
         self.reset()
 
     def reset(self):
-        self.model_sum = None
-        self.distil_sum = None
-        self.batches = 0
+        self.model_losses, self.distil_losses = [], []
 
     def add(self, model_loss, distil_loss):
-        model_loss, distil_loss = model_loss.detach(), distil_loss.detach()
-        self.model_sum = model_loss if self.model_sum is None else self.model_sum + model_loss
-        self.distil_sum = distil_loss if self.distil_sum is None else self.distil_sum + distil_loss
-        self.batches += 1
+        self.model_losses.append(model_loss.detach())
+        self.distil_losses.append(distil_loss.detach())
+
+    @property
+    def batches(self):
+        return len(self.model_losses)
 
     def pop(self):
         """``{'model_loss': float, 'distil_loss': float, 'batches': n}`` summed since the last pop, then reset."""
         if not self.batches:
             return None
         out = {
-            "model_loss": float(self.model_sum),
-            "distil_loss": float(self.distil_sum),
+            "model_loss": float(torch.stack(self.model_losses).sum()),
+            "distil_loss": float(torch.stack(self.distil_losses).sum()),
             "batches": self.batches,
         }
         self.reset()
         return out
-
-
