@@ -8,6 +8,7 @@ item) in RecBole's internal-id order: row k belongs to internal id k+1, because 
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -102,24 +103,58 @@ def read_profile_matrix(path):
     return stack_embeddings(read_profiles(path), str(path))
 
 
+_BETWEEN_OBJECTS = re.compile(rb"\}\s*,\s*\{")
+CHUNK_BYTES = 64 << 20
+
+
 def _read_with_simdjson(path):
     try:
         import simdjson
     except ImportError:
         return None
+    data = path.read_bytes()
+    parser = simdjson.Parser()
     try:
-        document = simdjson.Parser().parse(path.read_bytes())
-        if not isinstance(document, simdjson.Array) or not len(document):
-            return None
-        first = np.frombuffer(document[0]["embedding"].as_buffer(of_type="d"), dtype=np.float64)
-        matrix = np.empty((len(document), len(first)), dtype=np.float32)
-        ids = []
-        for row, entry in enumerate(document):
-            matrix[row] = np.frombuffer(entry["embedding"].as_buffer(of_type="d"), dtype=np.float64)
-            ids.append(str(entry["id"]))
-        return ids, matrix
+        blocks = list(_chunks(data, parser)) or [_rows(parser.parse(data))]
     except (ValueError, KeyError, TypeError, RuntimeError):
         return None  # the careful path reports what is wrong
+    ids = [i for block_ids, _ in blocks for i in block_ids]
+    if not ids:
+        return None
+    return ids, np.concatenate([matrix for _, matrix in blocks])
+
+
+def _chunks(data, parser):
+    """Parse a large JSON list ~64 MiB at a time (simdjson slows down sharply on documents of gigabytes).
+
+    Cuts fall between two objects of the top-level list; a cut anywhere else (inside a string or a nested list)
+    leaves a chunk that is not valid JSON, so the parse fails and the caller falls back to one whole parse.
+    """
+    begin = len(data) - len(data.lstrip())
+    end = len(data.rstrip()) - 1
+    if len(data) <= CHUNK_BYTES or data[begin:begin + 1] != b"[" or data[end:end + 1] != b"]":
+        return
+    position = begin + 1
+    while position < end:
+        cut = _BETWEEN_OBJECTS.search(data, position + CHUNK_BYTES, end)
+        stop = cut.start() + 1 if cut else end
+        yield _rows(parser.parse(b"[" + data[position:stop] + b"]"))
+        position = cut.end() - 1 if cut else end
+
+
+def _rows(document):
+    """(ids, float32 matrix) of one parsed list of profiles; raises on anything the fast path does not take."""
+    import simdjson
+
+    if not isinstance(document, simdjson.Array) or not len(document):
+        raise ValueError("not a non-empty list")
+    first = np.frombuffer(document[0]["embedding"].as_buffer(of_type="d"), dtype=np.float64)
+    matrix = np.empty((len(document), len(first)), dtype=np.float32)
+    ids = []
+    for row, entry in enumerate(document):
+        matrix[row] = np.frombuffer(entry["embedding"].as_buffer(of_type="d"), dtype=np.float64)
+        ids.append(str(entry["id"]))
+    return ids, matrix
 
 
 def align_rows(ids, matrix, tokens, by=ALIGN_RECBOLE, missing="error", source="profiles"):
