@@ -154,15 +154,33 @@ def activity_breakdown(runs, metric="ndcg@10", quarters=4):
                              "range": f"{activity[mask].min()}-{activity[mask].max()}", "value": values[mask].mean()})
     if not rows:
         return None
-    frame = pd.DataFrame(rows)
-    return frame.groupby(["model", "variant", "quartile"], sort=True).agg(
-        range=("range", "first"), mean=("value", "mean"), std=("value", "std"), n=("value", "size")).reset_index()
+    return summarize_activity(pd.DataFrame(rows))
+
+
+def summarize_activity(frame):
+    """Mean ± std over seeds per (model, variant, quartile), with the change against the model's baseline in the
+    same quartile and a paired t-test over seeds (a seed fixes the split, hence the users of each quartile)."""
+    out = []
+    for (model, variant, quartile), group in frame.groupby(["model", "variant", "quartile"], sort=True):
+        row = {"model": model, "variant": variant, "quartile": quartile, "range": group["range"].iloc[0],
+               "mean": group["value"].mean(), "std": group["value"].std(ddof=1) if len(group) > 1 else 0.0,
+               "n": len(group), "change": None, "p": None}
+        base = frame[(frame["model"] == model) & (frame["variant"] == "baseline") & (frame["quartile"] == quartile)]
+        if variant != "baseline" and len(base):
+            paired = group.merge(base, on="seed", suffixes=("", "_base"))
+            if len(paired):
+                row["change"] = paired["value"].mean() / paired["value_base"].mean() - 1
+                row["p"] = paired_p(list(paired["value"]), list(paired["value_base"]))
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def activity_table(breakdown):
-    frame = breakdown.assign(cell=breakdown.apply(lambda r: f"{r['mean']:.4f} ± {r['std']:.4f}", axis=1))
+    frame = breakdown.assign(cell=breakdown.apply(cell, axis=1))
+    order = {v: i for i, v in enumerate(["baseline"] + sorted(set(frame["variant"]) - {"baseline"}))}
     table = frame.pivot_table(index=["model", "variant"], columns="quartile", values="cell", aggfunc="first")
-    return table.reset_index()
+    table = table.reset_index()
+    return table.sort_values(["model", "variant"], key=lambda c: c.map(order) if c.name == "variant" else c)
 
 
 # --- plots --------------------------------------------------------------------------------------------------------
@@ -270,7 +288,8 @@ def choose_curves(runs, mode):
     with_history = runs[runs["history"].notna()]
     if mode == "all":
         return with_history
-    return with_history.sort_values("seed").groupby(["model", "variant"], sort=True).head(1)
+    first = with_history.sort_values("seed").groupby(["model", "variant"], sort=True).head(1)
+    return first.sort_values(["model", "variant"])
 
 
 # --- main ---------------------------------------------------------------------------------------------------------
