@@ -124,10 +124,17 @@ class DistilLoss(nn.Module):
     # --- targets ----------------------------------------------------------------------------------------------
 
     def user_targets(self, user_ids):
-        return self.llm_user_emb[user_ids]
+        return self._rows(self.llm_user_emb, user_ids)
 
     def item_targets(self, item_ids):
-        return self.llm_item_emb[item_ids]
+        return self._rows(self.llm_item_emb, item_ids)
+
+    @staticmethod
+    def _rows(matrix, ids):
+        # index_select is several times faster than advanced indexing on CPU: this runs once per training batch
+        if isinstance(ids, torch.Tensor) and ids.dim() == 1:
+            return matrix.index_select(0, ids.to(matrix.device))
+        return matrix[ids]
 
     # --- comparing --------------------------------------------------------------------------------------------
 
