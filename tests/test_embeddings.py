@@ -112,3 +112,23 @@ def test_pca_reduces_and_reports_the_method():
 def test_reduce_to_more_columns_than_there_are_is_refused():
     with pytest.raises(UserError, match=r"dimension 12 must be an integer in \[1, 10\]"):
         reduce_matrix(torch.randn(50, 10), 12, "pca")
+
+
+@pytest.mark.parametrize("descriptions", [
+    ["short"] * 60,
+    ["a long first description " * 20] * 5 + ["x"] * 55,  # the row estimate from the first chunk falls short
+    ["likes {braces}, {commas}"] + ["ok"] * 59,  # '}, {' inside a string: the chunked parse falls back
+])
+def test_chunked_fast_reader_matches_the_careful_reader(tmp_path, monkeypatch, descriptions):
+    pytest.importorskip("simdjson")
+    from utils import embeddings
+
+    monkeypatch.setattr(embeddings, "CHUNK_BYTES", 300)
+    entries = [{"id": f"u{i}" if i % 2 else i, "description": text, "prompt": "p",
+                "embedding": [i + 0.25, -i / 7, 1e-3 * i, 2.0]} for i, text in enumerate(descriptions)]
+    path = tmp_path / "profiles.json"
+    path.write_text(json.dumps(entries, indent=1))
+    ids, matrix = embeddings.read_profile_matrix(path)
+    expected_ids, expected = embeddings.stack_embeddings(read_profiles(path))
+    assert ids == expected_ids == [str(e["id"]) for e in entries]
+    assert matrix.shape == (60, 4) and (matrix == expected).all()

@@ -114,47 +114,73 @@ def _read_with_simdjson(path):
         return None
     data = path.read_bytes()
     parser = simdjson.Parser()
+    sink = _RowSink(len(data))
     try:
-        blocks = list(_chunks(data, parser)) or [_rows(parser.parse(data))]
+        if not _chunks(data, parser, sink):
+            sink.take(parser.parse(data), len(data))
     except (ValueError, KeyError, TypeError, RuntimeError):
         return None  # the careful path reports what is wrong
-    ids = [i for block_ids, _ in blocks for i in block_ids]
-    if not ids:
-        return None
-    return ids, np.concatenate([matrix for _, matrix in blocks])
+    return sink.result()
 
 
-def _chunks(data, parser):
-    """Parse a large JSON list ~64 MiB at a time (simdjson slows down sharply on documents of gigabytes).
+def _chunks(data, parser, sink):
+    """Parse a large JSON list ~64 MiB at a time (simdjson slows down sharply on documents of gigabytes) into
+    ``sink``; False when the data is small or not a list, so the caller parses it whole.
 
-    Cuts fall between two objects of the top-level list; a cut anywhere else (inside a string or a nested list)
-    leaves a chunk that is not valid JSON, so the parse fails and the caller falls back to one whole parse.
+    Cuts fall between two objects of the top-level list; a cut anywhere else (a ``}, {`` inside a description)
+    leaves a chunk that is not valid JSON, so the parse fails and the caller falls back to the careful reader.
+    (Parsing the next chunk in a thread meanwhile was tried here, and was several times slower.)
     """
     begin = len(data) - len(data.lstrip())
     end = len(data.rstrip()) - 1
     if len(data) <= CHUNK_BYTES or data[begin:begin + 1] != b"[" or data[end:end + 1] != b"]":
-        return
+        return False
     position = begin + 1
     while position < end:
         cut = _BETWEEN_OBJECTS.search(data, position + CHUNK_BYTES, end)
         stop = cut.start() + 1 if cut else end
-        yield _rows(parser.parse(b"[" + data[position:stop] + b"]"))
+        sink.take(parser.parse(b"[" + data[position:stop] + b"]"), stop - position)
         position = cut.end() - 1 if cut else end
+    return True
 
 
-def _rows(document):
-    """(ids, float32 matrix) of one parsed list of profiles; raises on anything the fast path does not take."""
-    import simdjson
+class _RowSink:
+    """Rows of parsed profile lists, written straight into one float32 matrix sized from the first chunk's bytes
+    per row (grown if the estimate falls short), so no block is allocated twice or concatenated."""
 
-    if not isinstance(document, simdjson.Array) or not len(document):
-        raise ValueError("not a non-empty list")
-    first = np.frombuffer(document[0]["embedding"].as_buffer(of_type="d"), dtype=np.float64)
-    matrix = np.empty((len(document), len(first)), dtype=np.float32)
-    ids = []
-    for row, entry in enumerate(document):
-        matrix[row] = np.frombuffer(entry["embedding"].as_buffer(of_type="d"), dtype=np.float64)
-        ids.append(str(entry["id"]))
-    return ids, matrix
+    def __init__(self, total_bytes):
+        self.total_bytes = total_bytes
+        self.ids, self.matrix, self.count = [], None, 0
+
+    def take(self, document, chunk_bytes):
+        """Raises on anything the fast path does not take (not a list of objects, ragged widths, ...)."""
+        import simdjson
+
+        if not isinstance(document, simdjson.Array) or not len(document):
+            raise ValueError("not a non-empty list")
+        rows = len(document)
+        if self.matrix is None:
+            width = len(document[0]["embedding"])
+            estimate = int(self.total_bytes * rows / chunk_bytes * 1.02) + 1
+            self.matrix = np.empty((max(estimate, rows), width), dtype=np.float32)
+        if self.count + rows > len(self.matrix):
+            grown = np.empty((max(self.count + rows, int(len(self.matrix) * 1.25)), self.matrix.shape[1]), np.float32)
+            grown[: self.count] = self.matrix[: self.count]
+            self.matrix = grown
+        matrix, row = self.matrix, self.count
+        for entry in document:
+            matrix[row] = np.frombuffer(entry["embedding"].as_buffer(of_type="d"), dtype=np.float64)
+            self.ids.append(str(entry["id"]))
+            row += 1
+        self.count = row
+
+    def result(self):
+        if not self.count:
+            return None
+        matrix = self.matrix[: self.count]
+        if self.count < 0.9 * len(self.matrix):  # a poor estimate: do not keep the unused rows alive
+            matrix = matrix.copy()
+        return self.ids, matrix
 
 
 def align_rows(ids, matrix, tokens, by=ALIGN_RECBOLE, missing="error", source="profiles"):
