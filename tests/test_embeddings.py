@@ -119,16 +119,27 @@ def test_reduce_to_more_columns_than_there_are_is_refused():
     ["a long first description " * 20] * 5 + ["x"] * 55,  # the row estimate from the first chunk falls short
     ["likes {braces}, {commas}"] + ["ok"] * 59,  # '}, {' inside a string: the chunked parse falls back
 ])
-def test_chunked_fast_reader_matches_the_careful_reader(tmp_path, monkeypatch, descriptions):
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "forked-workers"])
+def test_chunked_fast_reader_matches_the_careful_reader(tmp_path, monkeypatch, descriptions, workers):
     pytest.importorskip("simdjson")
     from utils import embeddings
 
     monkeypatch.setattr(embeddings, "CHUNK_BYTES", 300)
+    monkeypatch.setattr(embeddings, "_parse_workers", lambda size: workers)
+    careful = embeddings.stack_embeddings
+    monkeypatch.setattr(embeddings, "stack_embeddings", lambda *a: pytest.fail("fell back to the careful reader"))
+    parallel, results = embeddings._read_in_processes, []
+    monkeypatch.setattr(embeddings, "_read_in_processes", lambda *a: results.append(parallel(*a)) or results[-1])
+    braces = "{braces}" in descriptions[0]
+    if braces:
+        monkeypatch.setattr(embeddings, "stack_embeddings", careful)  # the expected fallback
     entries = [{"id": f"u{i}" if i % 2 else i, "description": text, "prompt": "p",
                 "embedding": [i + 0.25, -i / 7, 1e-3 * i, 2.0]} for i, text in enumerate(descriptions)]
     path = tmp_path / "profiles.json"
     path.write_text(json.dumps(entries, indent=1))
     ids, matrix = embeddings.read_profile_matrix(path)
-    expected_ids, expected = embeddings.stack_embeddings(read_profiles(path))
+    expected_ids, expected = careful(read_profiles(path))
     assert ids == expected_ids == [str(e["id"]) for e in entries]
     assert matrix.shape == (60, 4) and (matrix == expected).all()
+    if workers > 1 and not braces:
+        assert len(results) == 1 and results[0] is not None  # the forked workers did the parsing
