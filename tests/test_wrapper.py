@@ -205,3 +205,13 @@ def test_info_2_shows_numbers_and_dotted_paths(seed_neumf):
     table = wrap.layer_table(seed_neumf[2], paths=True).splitlines()
     assert table[0] == "    1 |  | root | NeuMF () | (root)"
     assert table[8] == SEED_ROWS.splitlines()[8] + " | mlp_layers.mlp_layers.1"
+
+
+def test_loss_stats_fold_long_epochs_and_sum_exactly():
+    stats = wrap.LossStats()
+    stats.FOLD = 4
+    for i in range(10):
+        stats.add(torch.tensor(float(i)), torch.tensor([0.5]))  # 0-d and (1,)-shaped losses both occur
+        assert len(stats.model_losses) < 4
+    assert stats.pop() == {"model_loss": 45.0, "distil_loss": 5.0, "batches": 10}
+    assert stats.pop() is None

@@ -260,30 +260,37 @@ class ModelWrapper(nn.Module):
 
 
 class LossStats:
-    """The model and distillation losses of each batch, summed once per epoch (no arithmetic per batch)."""
+    """The model and distillation losses of each batch, summed once per epoch (no arithmetic per batch); long epochs
+    fold the kept tensors into one every :attr:`FOLD` batches, so memory stays bounded."""
+
+    FOLD = 1024
 
     def __init__(self):
         self.reset()
 
     def reset(self):
-        self.model_losses, self.distil_losses = [], []
+        self.model_losses, self.distil_losses, self.batches = [], [], 0
 
     def add(self, model_loss, distil_loss):
         self.model_losses.append(model_loss.detach())
         self.distil_losses.append(distil_loss.detach())
-
-    @property
-    def batches(self):
-        return len(self.model_losses)
+        self.batches += 1
+        if len(self.model_losses) >= self.FOLD:
+            self.model_losses, self.distil_losses = [_total(self.model_losses)], [_total(self.distil_losses)]
 
     def pop(self):
         """``{'model_loss': float, 'distil_loss': float, 'batches': n}`` summed since the last pop, then reset."""
         if not self.batches:
             return None
         out = {
-            "model_loss": float(torch.stack(self.model_losses).sum()),
-            "distil_loss": float(torch.stack(self.distil_losses).sum()),
+            "model_loss": float(_total(self.model_losses)),
+            "distil_loss": float(_total(self.distil_losses)),
             "batches": self.batches,
         }
         self.reset()
         return out
+
+
+def _total(losses):
+    # a model's loss may be 0-d or of shape (1,) (e.g. NGCF): flatten before summing
+    return torch.cat([loss.reshape(-1) for loss in losses]).sum()
