@@ -30,9 +30,9 @@ test: $(STAMP)
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -q
 
+# ruff's linter only: the code is not auto-formatted (the style is STYLE.md's, lines <= 120)
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m ruff format --check .
 
 # Needs poetry (not installed by the Makefile): checks that poetry.lock matches pyproject.toml.
 lock-check:
