@@ -106,13 +106,18 @@ def with_ratings(history, config, fields):
     return merged
 
 
+def optional_atomic(config, suffix):
+    """The dataset's ``.user`` / ``.item`` file as a frame, or None when the dataset has none."""
+    path = atomic_path(config, suffix)
+    return read_atomic(path) if path.is_file() else None
+
+
 def item_table(config, fields):
     """Item id -> title, year, genres (empty when the dataset has no item file)."""
-    path = atomic_path(config, "item")
-    iid = config["ITEM_ID_FIELD"]
-    if not path.is_file():
+    frame = optional_atomic(config, "item")
+    if frame is None:
         return {}
-    frame = read_atomic(path)
+    iid = config["ITEM_ID_FIELD"]
     table = {}
     for row in frame.to_dict("records"):
         genres = row.get(fields.genres, "")
@@ -125,11 +130,11 @@ def item_table(config, fields):
 
 
 def user_table(config, fields):
-    path = atomic_path(config, "user")
-    uid = config["USER_ID_FIELD"]
-    if not path.is_file():
+    """User id -> the demographic fields present (empty when the dataset has no user file)."""
+    frame = optional_atomic(config, "user")
+    if frame is None:
         return {}
-    frame = read_atomic(path)
+    uid = config["USER_ID_FIELD"]
     wanted = [f for f in fields.user if f in frame.columns]
     return {row[uid]: {f: row[f] for f in wanted} for row in frame.to_dict("records")}
 
