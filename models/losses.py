@@ -184,14 +184,16 @@ class DistilLoss(nn.Module):
 
     def distance(self, name, hidden, target):
         """Dispatch to ``'mse'``, ``'rmse'`` or ``'cosine'``."""
-        try:
-            fn = {"mse": self.mse, "rmse": self.rmse, "cosine": self.cosine_distance}[name]
-        except KeyError:
-            raise UserError(f"unknown distance '{name}'", "use one of: mse, rmse, cosine") from None
-        return fn(hidden, target)
+        method = _DISTANCES.get(name)
+        if method is None:
+            raise UserError(f"unknown distance '{name}'", "use one of: mse, rmse, cosine")
+        return getattr(self, method)(hidden, target)
 
     def forward(self, hooked, interaction):
         raise NotImplementedError(f"{type(self).__name__} must implement forward(hooked, interaction)")
+
+
+_DISTANCES = {"mse": "mse", "rmse": "rmse", "cosine": "cosine_distance"}  # name in configs -> DistilLoss method
 
 
 def _as_float(matrix):
