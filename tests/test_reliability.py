@@ -196,9 +196,9 @@ def test_resume_skips_done_and_unchanged_and_reruns_edited(workdir, capsys):
     assert "a.yaml: done before, unchanged: skipped" in capsys.readouterr().out
 
 
-def trained(folder, name):
+def trained(folder, name, epochs=2):
     path = shrink("neumf/neumf_ml100k.yaml", folder, extra={"scenario": [
-        {"command": "init_model"}, {"command": "set_config", "params": {"epochs": 2}},
+        {"command": "init_model"}, {"command": "set_config", "params": {"epochs": epochs}},
         {"command": "init_trainer"}, {"command": "train"}]})
     return path.rename(folder / name)
 
@@ -207,19 +207,22 @@ def test_kill_9_then_resume_journals_each_experiment_done_exactly_once(workdir):
     folder = workdir / "batch"
     folder.mkdir()
     names = [f"{i}.yaml" for i in range(4)]
-    for name in names:
-        trained(folder, name)
+    for index, name in enumerate(names):
+        trained(folder, name, epochs=2 if index < 2 else 20)  # the third one trains long enough to be killed in
     journal_path = folder / "neumf_journal.csv"
-    process = subprocess.Popen([sys.executable, str(ROOT / "run_exps.py"), str(folder)], cwd=workdir,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and len(ExperimentsJournal(journal_path).rows()) < 2:
-        time.sleep(0.2)
-    time.sleep(1.0)  # into the third experiment
+    process = subprocess.Popen([sys.executable, "-u", str(ROOT / "run_exps.py"), str(folder)], cwd=workdir,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # kill when the third experiment starts training: its output says so (no sleeping, no race with a fast run)
+    third = False
+    for line in process.stdout:
+        third = third or line.startswith("##### experiment 3/4")
+        if third and "] train" in line:
+            break
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    process.stdout.close()
     killed = pd.read_csv(journal_path, index_col=0)
-    assert 2 <= len(killed) < 4 and set(killed["status"]) == {"done"}
+    assert list(killed["config"]) == names[:2] and set(killed["status"]) == {"done"}
 
     done = subprocess.run([sys.executable, str(ROOT / "run_exps.py"), str(folder), "--resume"], cwd=workdir,
                           capture_output=True, text=True, timeout=300)
