@@ -14,7 +14,7 @@ from pathlib import Path
 
 from recbole.utils import init_logger, init_seed
 
-from .data import build_dataset, dataset_files_present, prepare_data
+from .data import build_dataset, dataset_files_present, describe_eval_split, inter_files, prepare_data
 from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_matrix, save_tensor
 from .errors import UserError
 from .journal import ExperimentsJournal, JournalRecord
@@ -94,10 +94,16 @@ def check_dataset_location(config):
 
     urls = Path(recbole.__file__).parent / "properties" / "dataset" / "url.yaml"
     known = yaml.safe_load(urls.read_text()) or {}
+    absent = [Path(path).name for path in inter_files(config) if not Path(path).is_file()]
+    if config["benchmark_filename"]:
+        raise UserError(
+            f"dataset '{config['dataset']}' not found: benchmark_filename names {', '.join(absent)}, "
+            f"which {'is' if len(absent) == 1 else 'are'} not in {Path(config['data_path']).resolve()}",
+            "put <dataset>.<part>.inter there for every part, or fix benchmark_filename / dataset / data_path",
+        )
     if config["dataset"] not in known:
         raise UserError(
-            f"dataset '{config['dataset']}' not found: no {config['dataset']}.inter in "
-            f"{Path(config['data_path']).resolve()}, "
+            f"dataset '{config['dataset']}' not found: no {absent[0]} in {Path(config['data_path']).resolve()}, "
             "and RecBole knows no download for that name",
             "put the RecBole atomic files there, or fix dataset / data_path",
         )
@@ -218,7 +224,7 @@ def describe_experiment(record, config, settings, dataset, checked):
         "threshold": config["threshold"],
         "model_type": str(config["MODEL_INPUT_TYPE"]),
         "train_split": settings.add_train_split,
-        "eval_split": eval_args["split"],
+        "eval_split": describe_eval_split(config),
         "eval_valid_mode": eval_args["mode"]["valid"],
         "eval_test_mode": eval_args["mode"]["test"],
         "eval_valid_metric": config["valid_metric"],
