@@ -282,6 +282,8 @@ def run_experiment(path, journal=None, overrides=None):
         record.set("model", checked.recbole["model"])
         record.set("config_hash", checked.content_hash)
         record.set("dist_loss_w", checked.settings.distil_loss_weight)
+        if checked.settings.add_train_split:
+            record.declare_parts((0, 1))
         status = _run_checked(checked, record, state)
         error = None
     except UserError as exc:
