@@ -60,6 +60,7 @@ def check_experiment(path, overrides=None):
         if "dataset" not in recbole:
             raise UserError("no dataset: set dataset: (e.g. ml-100k)")
         model_class = get_model_class(recbole["model"])
+        recbole = translate_kar_keys(recbole, settings, model_class)
         check_setting_names(recbole, model_class)
         for key in ("dataset_save_path", "dataloaders_save_path", "save_dataloaders"):
             if recbole.get(key):
@@ -71,6 +72,19 @@ def check_experiment(path, overrides=None):
     except UserError as exc:
         raise exc.locate(file=path) from None
     return Checked(path, raw, settings, recbole, model_class, steps, file_hash(path), config)
+
+
+def translate_kar_keys(recbole, settings, model_class):
+    """For a KAR model, the original tool's KAR keys read as this project's, announced in one line."""
+    from models._kar import KarMixin, translate_original_keys
+
+    if not issubclass(model_class, KarMixin):
+        return recbole
+    recbole, found = translate_original_keys(recbole, settings.llm_config.embeddings_path)
+    if found:
+        say(f"{recbole['model']}: the original tool's KAR keys ({', '.join(found)}) are read as "
+            f"{model_class.__name__}'s; its adapter differs from the original's (see README, KAR)")
+    return recbole
 
 
 def build_config(settings, recbole, model_class, overrides=None):
