@@ -400,7 +400,8 @@ def reduce_matrix(matrix, dimension, method="umap", seed=0):
                 "reduce_dim: method 'umap' needs umap-learn, which is not installed",
                 "install the project's dependencies (make), or use method: pca",
             ) from None
-        reduced = umap.UMAP(n_components=dimension, random_state=seed).fit_transform(values)
+        # seeded, hence single-threaded (UMAP would otherwise override n_jobs itself, with a warning)
+        reduced = umap.UMAP(n_components=dimension, random_state=seed, n_jobs=1).fit_transform(values)
     else:
         raise UserError(f"reduce_dim: unknown method '{method}'", "use pca or umap")
     reduced = torch.from_numpy(np.ascontiguousarray(reduced, dtype=np.float32))
