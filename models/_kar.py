@@ -118,21 +118,23 @@ class KarMixin:
             matrix = None
             if config[f"kar_{entity}_emb_file"]:
                 matrix = profile_matrix(config[f"kar_{entity}_emb_file"], dataset, field, entity)
-                self._check_width(config[f"kar_{entity}_width"], matrix.shape[1], f"kar_{entity}_width")
+                self._check_width(config[f"kar_{entity}_width"], matrix.shape[1], f"kar_{entity}_width",
+                                  f"the {entity} profiles are {matrix.shape[1]} wide")
                 matrices.append(matrix)
             self.register_buffer(f"kar_{entity}_emb", matrix, persistent=False)
         if not matrices:
             raise UserError(f"{type(self).__name__} needs kar_user_emb_file and/or kar_item_emb_file",
                             "point them at profile matrices, e.g. those preprocess_from_json writes")
-        self._check_width(config["kar_output_dim"], self.embedding_size, "kar_output_dim")
+        self._check_width(config["kar_output_dim"], self.embedding_size, "kar_output_dim",
+                          f"each extra field is embedding_size = {self.embedding_size} wide")
         width = sum(m.shape[1] for m in matrices)
         self.kar_adapter = MixtureOfExperts(width, self.embedding_size, self.__dict__["_kar_fields"],
                                             int(config["kar_experts"] or 4), int(config["kar_hidden_size"] or 128))
         self.kar_adapter.apply(self._init_weights)
 
-    def _check_width(self, expected, actual, key):
+    def _check_width(self, expected, actual, key, why):
         if expected is not None and expected != actual:
-            raise UserError(f"{type(self).__name__}: {key} is {expected!r}, but the width is {actual}",
+            raise UserError(f"{type(self).__name__}: {key} is {expected!r}, but {why}",
                             f"set {key} (the original's {_original_name(key)}) to {actual}, or leave it out")
 
     def kar_inputs(self, interaction):
