@@ -154,7 +154,7 @@ def test_a_superset_of_profiles_is_picked_by_id_in_recbole_order_whatever_by_say
 
 
 def test_a_superset_still_refuses_a_kept_id_without_profile_unless_missing_is_zero():
-    with pytest.raises(UserError, match=r"miss 1 of 2 ids \(e\.g\. 9\)"):
+    with pytest.raises(UserError, match=r"miss 1 of 2 ids in the dataset \(e\.g\. 9\)"):
         profiles_to_matrix(profiles([1, 2, 3]), ["2", "9"], by="exp_2024_04_11")
     matrix = profiles_to_matrix(profiles([1, 2, 3]), ["2", "9"], by="exp_2024_04_11", missing="zero")
     assert matrix[:, 0].tolist() == [2.0, 0.0]
