@@ -46,10 +46,31 @@ class DataBundle:
         return self.train_parts[-1].dataset
 
 
+def benchmark_parts(config):
+    """The ``benchmark_filename`` parts (train, valid, test files), or None for one ``<dataset>.inter``."""
+    parts = config["benchmark_filename"]
+    return list(parts) if parts else None
+
+
+def inter_files(config):
+    """The interaction files RecBole reads: ``<dataset>.inter``, or ``<dataset>.<part>.inter`` per benchmark part
+    (the first part is the training set)."""
+    path, name = config["data_path"], config["dataset"]
+    parts = benchmark_parts(config)
+    if parts is None:
+        return [os.path.join(path, f"{name}.inter")]
+    return [os.path.join(path, f"{name}.{part}.inter") for part in parts]
+
+
 def dataset_files_present(config):
     """Whether RecBole will find the dataset's atomic files without downloading."""
-    path = config["data_path"]
-    return os.path.isfile(os.path.join(path, f"{config['dataset']}.inter"))
+    return all(os.path.isfile(path) for path in inter_files(config))
+
+
+def describe_eval_split(config):
+    """The journal's ``eval_split``: RecBole's split setting, or the benchmark files the split came from."""
+    parts = benchmark_parts(config)
+    return {"benchmark_filename": parts} if parts else config["eval_args"]["split"]
 
 
 def dataset_class_for(config):

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .data import inter_files
 from .encoders import encode
 from .errors import UserError
 
@@ -86,8 +87,7 @@ def split_fingerprint(history):
 
 def with_ratings(history, config, fields):
     """Add ``rating`` and ``time`` from the raw interaction file (RecBole may have turned ratings into labels)."""
-    path = atomic_path(config, "inter")
-    raw = read_atomic(path)
+    raw = read_atomic(inter_files(config)[0])  # with benchmark files, the training file only
     uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
     keep = {uid: "user", iid: "item"}
     if fields.rating in raw:

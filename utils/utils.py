@@ -194,12 +194,14 @@ def get_model_class(name):
 
 
 def _loss_classes(module):
+    """The usable loss classes defined or imported in ``module``: base classes (``base = True`` in their own
+    body) are left out, so they are neither found by name nor offered as choices."""
     from models.losses import DistilLoss
 
     return {
         attr: value
         for attr, value in vars(module).items()
-        if isinstance(value, type) and issubclass(value, DistilLoss) and value is not DistilLoss
+        if isinstance(value, type) and issubclass(value, DistilLoss) and not vars(value).get("base", False)
     }
 
 

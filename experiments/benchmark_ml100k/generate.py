@@ -127,7 +127,7 @@ def scenario(model, variant, seed, epochs, distil, test):
         reduced = f"user_{kind}{width}_rs_s{seed}.pt"
         source = PROFILES[kind][1].format(seed=seed)
         steps += [
-            {"reduce_dim": {"file_in": source, "file_out": reduced, "dimension": width}},
+            {"reduce_dim": {"file_in": source, "file_out": reduced, "dimension": width, "method": "pca"}},
             {"wrap_model": {"distil_loss": distil["loss"], "users_emb_file": reduced, "particular": True,
                             **distil.get("params", {})}},
             {"set_outputs": [distil["layer"]]},
