@@ -410,7 +410,8 @@ def build_profiles(spec, config, data, folder, progress=True):
     else:
         descriptions = [texts[i] for i in ids]
     written = time.time()
-    vectors = encode(descriptions, spec.encoder, dim=spec.dim, seed=config["seed"], client=client, progress=progress)
+    vectors = encode(descriptions, spec.encoder, dim=spec.dim, seed=config["seed"], client=client, progress=progress,
+                     device=config["device"])
     profiles = [
         {"id": i, "description": d, "prompt": prompts[i], "embedding": [round(float(x), 7) for x in v], **extras[i]}
         for i, d, v in zip(ids, descriptions, vectors, strict=True)

@@ -308,7 +308,8 @@ def _reduce_dim(run, params):
         raise UserError(f"reduce_dim input not found: {source.resolve()}",
                         "create it first (preprocess_from_json, preprocess_random or make_profiles.py)")
     matrix = torch.load(source, map_location="cpu", weights_only=True)
-    reduced, used = reduce_matrix(matrix, params["dimension"], method, seed=run.config["seed"])
+    reduced, used = reduce_matrix(matrix, params["dimension"], method, seed=run.config["seed"],
+                                   device=run.config["device"])
     save_tensor(reduced, target)
     run.record.add_part("reduce_dim", {"file_in": params["file_in"], "file_out": params["file_out"],
                                        "dimension": params["dimension"], "method": used})
