@@ -309,6 +309,13 @@ class ProfileSpec:
             raise UserError(f"build_profiles: on_other_split must be rebuild or refuse, got {self.on_other_split!r}")
         if not self.to.endswith(".json") or "/" in self.to:
             raise UserError(f"build_profiles: to must be a .json file name, got {self.to!r}")
+        from .llm_client import OPTIONS
+
+        if not isinstance(self.llm, dict):
+            raise UserError(f"build_profiles: llm must be a mapping, got {self.llm!r}", "e.g. llm: {base_url: ...}")
+        unknown = sorted(set(self.llm) - set(OPTIONS))
+        if unknown:
+            raise UserError(f"build_profiles.llm: unknown key(s) {unknown}", f"known keys: {', '.join(OPTIONS)}")
         if (self.source == "llm" or self.encoder == "openai") and not self.llm.get("base_url"):
             raise UserError("build_profiles: source llm / encoder openai need llm: {base_url: ...}",
                             "an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
