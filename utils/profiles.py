@@ -112,6 +112,22 @@ def optional_atomic(config, suffix):
     return read_atomic(path) if path.is_file() else None
 
 
+def item_text_note(config, fields):
+    """One line when the dataset has no item text for profiles to name (e.g. RecBole's Amazon ratings files),
+    else None."""
+    path = atomic_path(config, "item")
+    if path.is_file():
+        with open(path, encoding="utf-8") as fh:
+            columns = {column.split(":")[0] for column in fh.readline().rstrip("\n").split("\t")}
+        if {fields.title, fields.genres} & columns:
+            return None
+        what = f"{path.name} has no {fields.title} or {fields.genres} column"
+    else:
+        what = f"no {path.name}"
+    return (f"profiles: {config['dataset']} has no item text ({what}): profiles name {fields.noun}s by id and "
+            "describe only how many, how well and when they were rated (README, 'Item metadata', adds titles)")
+
+
 def item_table(config, fields):
     """Item id -> title, year, genres (empty when the dataset has no item file)."""
     frame = optional_atomic(config, "item")
@@ -426,6 +442,7 @@ def build_profiles(spec, config, data, folder, progress=True):
     _write_json(out, profiles)
     meta = {
         **spec.identity(),
+        "note": item_text_note(config, spec.fields),
         "file": spec.to,
         "count": len(profiles),
         "dim": int(vectors.shape[1]),
@@ -465,7 +482,7 @@ def ensure_profiles(spec, config, data, folder, say=print):
     out = Path(folder) / spec.to
     if not out.is_file():
         say(f"llm_config: building {spec.entity} profiles ({spec.source} + {spec.encoder}) -> {out}")
-        build_profiles(spec, config, data, folder)
+        _say_note(build_profiles(spec, config, data, folder), say)
         return "built"
     meta = read_meta(out)
     history = training_history(data)
@@ -488,5 +505,10 @@ def ensure_profiles(spec, config, data, folder, say=print):
             "set build_profiles.on_other_split: rebuild, or build them with make_profiles.py --config <this file>",
         )
     say(f"llm_config: {out.name} was built from {why}: rebuilding")
-    build_profiles(spec, config, data, folder)
+    _say_note(build_profiles(spec, config, data, folder), say)
     return "rebuilt"
+
+
+def _say_note(meta, say):
+    if meta.get("note"):
+        say(f"llm_config: {meta['note']}")
