@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+import yaml
 from helpers import build
 
 from models import losses
@@ -169,3 +170,12 @@ def test_minilm_encodes_on_the_gpu_when_present(gpus, monkeypatch):
     encoders.encode(["a", "b"], "minilm", progress=False)
     encoders.encode(["a"], "minilm", progress=False, device=torch.device("cpu"))
     assert asked == ["cuda", "cpu"]
+
+
+def test_no_ready_scenario_forces_the_cpu():
+    from helpers import EXPERIMENTS
+
+    files = sorted(EXPERIMENTS.rglob("*.yaml"))
+    assert len(files) > 100
+    forcing = [str(f.relative_to(EXPERIMENTS)) for f in files if yaml.safe_load(f.read_text()).get("use_gpu") is False]
+    assert forcing == []

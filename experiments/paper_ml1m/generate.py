@@ -138,7 +138,7 @@ def experiment(folder, spec, model, settings, variant, protocol, seed):
         columns.update(spec["ctr_columns"])
     config = {
         "logger_level": "WARNING",
-        "journal_name": f"{folder}_journal.csv",
+        "journal_name": f"{protocol}_journal.csv",  # one per protocol: a report never mixes them
         "dataset": spec["dataset"],
         **COMMON,
         "seed": seed,
