@@ -141,3 +141,15 @@ def test_profiles_of_a_dataset_without_item_text_say_so_in_one_line(tmp_path, ca
     assert make_dataset.main(["--name", "cds", "--out", str(tmp_path), "--items", items, "--item-id-col", "item",
                               "--title-col", "title"]) == 0
     assert item_text_note(config, ProfileFields(title="title")) is None
+
+
+def test_item_metadata_for_a_dataset_recbole_has_not_downloaded_yet_is_refused_in_one_line(tmp_path, capsys):
+    items = write_csv(tmp_path / "meta.csv", """
+        asin,title
+        B001,Kind of Blue
+    """)
+    args = ["--name", "amazon-cds-vinyl", "--out", str(tmp_path), "--items", items, "--item-id-col", "asin",
+            "--title-col", "title"]
+    assert make_dataset.main(args) == 2
+    assert "amazon-cds-vinyl.inter does not exist" in one_error_line(capsys)
+    assert not (tmp_path / "amazon-cds-vinyl").exists()  # a folder there would stop RecBole's download

@@ -117,8 +117,12 @@ def build_dataset(config, reuse=True):
 def _load_dataset(config):
     where = os.path.abspath(config["data_path"])
     url = None if dataset_files_present(config) else download_url(config["dataset"])
-    if url and os.path.isdir(where) and not os.listdir(where):
-        os.rmdir(where)  # left by a failed download; RecBole downloads only when the folder does not exist
+    if url and os.path.isdir(where):  # RecBole downloads only when the dataset's folder does not exist
+        if os.listdir(where):
+            raise UserError(f"{where} exists without {config['dataset']}.inter, so RecBole will not download "
+                            f"{config['dataset']} into it", "move its files away, run once to download, then put "
+                            "them back (e.g. an item file you added)")
+        os.rmdir(where)  # left empty by a failed download
     try:
         return dataset_class_for(config)(config)
     except (urllib.error.URLError, OSError) as exc:

@@ -17,6 +17,7 @@ from .errors import UserError
 
 TYPES = ("token", "float", "token_seq")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # as RecBole's own: ml-1m, amazon-cds-vinyl
 
 
 @dataclass
@@ -42,7 +43,7 @@ def read_table(path, sep=None):
                         "export the table as CSV or TSV, e.g. pandas.read_parquet(p).to_csv('table.csv', index=False)")
     sep = sep or ("\t" if suffix in (".tsv", ".tab", ".inter", ".user", ".item") else ",")
     try:
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8")
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise UserError(f"{path}: not a readable {'TSV' if sep == chr(9) else 'CSV'} table: {_first_line(exc)}",
                         "give a UTF-8 CSV/TSV with a header row (--sep for another separator)") from None
@@ -148,7 +149,7 @@ def feature_column(frame, column, kind, path, list_sep):
 
 def check_name(name, what):
     if not NAME.match(name):
-        raise UserError(f"{what} '{name}' is not usable as a RecBole field or dataset name",
+        raise UserError(f"{what} '{name}' is not usable as a RecBole field name",
                         "letters, digits and '_', not starting with a digit")
 
 
@@ -185,9 +186,17 @@ def features(path, entity, id_col, columns, list_sep="|", sep=None):
 
 def write_tables(folder, name, tables, force=False):
     """Write ``<folder>/<name>/<name>.<suffix>`` for each table; refuses to overwrite unless ``force``."""
-    check_name(name, "dataset name")
+    if not DATASET_NAME.match(name):
+        raise UserError(f"--name '{name}' is not usable as a dataset name", "letters, digits, '_', '-' and '.'")
     target = Path(folder) / name
     paths = [target / f"{name}.{table.suffix}" for table in tables]
+    if not any(t.suffix == "inter" for t in tables) and not (target / f"{name}.inter").is_file():
+        from .data import download_url
+
+        url = download_url(name)
+        hint = (f"RecBole downloads {name} only into a missing folder: run an experiment on it once first"
+                if url else "give --inter as well")
+        raise UserError(f"{target / (name + '.inter')} does not exist, so there is no dataset to add a table to", hint)
     existing = [p for p in paths if p.exists()]
     if existing and not force:
         raise UserError(f"{existing[0]} exists", "give --force to overwrite it, or another --name")
