@@ -177,3 +177,10 @@ def test_a_vllm_style_endpoint_gets_its_api_key_and_a_missing_key_is_one_line(ap
     assert client.complete("hello") == reply_for("hello")
     assert client.embed(["xyz"]).shape == (1, 4)
     assert api.authorization == [None, "Bearer token-abc123", "Bearer token-abc123"]
+
+
+def test_not_found_is_not_retried_and_points_at_base_url_and_model(api):
+    api.forced = [404]
+    with pytest.raises(UserError, match=r"chat/completions failed: HTTP 404: forced 404 \(hint: check base_url"):
+        make_client(api).complete("hello")
+    assert api.counts[COMPLETIONS] == 1
