@@ -73,6 +73,26 @@ def describe_eval_split(config):
     return {"benchmark_filename": parts} if parts else config["eval_args"]["split"]
 
 
+def download_url(dataset):
+    """The URL RecBole downloads ``dataset`` from when its files are missing (its ``url.yaml``), or None."""
+    import recbole
+    import yaml
+
+    urls = Path(recbole.__file__).parent / "properties" / "dataset" / "url.yaml"
+    return (yaml.safe_load(urls.read_text()) or {}).get(dataset)
+
+
+def download_note(config):
+    """One line for ``--check`` when RecBole will download the dataset on the first run, else None."""
+    if dataset_files_present(config):
+        return None
+    url = download_url(config["dataset"])
+    if url is None:
+        return None
+    return (f"dataset '{config['dataset']}' is not in {os.path.abspath(config['data_path'])}: RecBole will "
+            f"download it from {url} on the first run")
+
+
 def dataset_class_for(config):
     """The Dataset class RecBole's ``create_dataset`` would pick for this model."""
     module = importlib.import_module("recbole.data.dataset")
@@ -117,12 +137,26 @@ def build_dataset(config, reuse=True):
 
 def _load_dataset(config):
     where = os.path.abspath(config["data_path"])
+    url = None if dataset_files_present(config) else download_url(config["dataset"])
+    if url and os.path.isdir(where):  # RecBole downloads only when the dataset's folder does not exist
+        if os.listdir(where):
+            raise UserError(f"{where} exists without {config['dataset']}.inter, so RecBole will not download "
+                            f"{config['dataset']} into it", "move its files away, run once to download, then put "
+                            "them back (e.g. an item file you added)")
+        os.rmdir(where)  # left empty by a failed download
     try:
         return dataset_class_for(config)(config)
     except (urllib.error.URLError, OSError) as exc:
         if dataset_files_present(config):
             raise
         reason = getattr(exc, "reason", None) or exc
+        if url:
+            raise UserError(
+                f"dataset '{config['dataset']}' is not in {where} and RecBole could not download it from {url} "
+                f"({reason})",
+                f"run once with network access, or unzip that file into {where} and name its files "
+                f"{config['dataset']}.inter, ...",
+            ) from None
         raise UserError(
             f"dataset '{config['dataset']}' is not in {where} and could not be downloaded ({reason})",
             f"put the atomic files ({config['dataset']}.inter, .user, .item) in {where} or set data_path",

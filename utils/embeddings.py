@@ -378,17 +378,38 @@ def load_matrix(path, *, expected_rows, start_with_1, entity):
     return matrix
 
 
-def reduce_matrix(matrix, dimension, method="umap", seed=0):
-    """Reduce ``[n, d]`` to ``[n, dimension]`` with UMAP (the original tool's reduction) or PCA.
+def pca_torch(matrix, dimension, device):
+    """PCA by an exact SVD on ``device`` (float64), each component's sign fixed as scikit-learn fixes it (its
+    largest loading positive), so a GPU gives the CPU's result up to rounding.
 
     Returns:
-        (torch.Tensor, str): the reduced float32 matrix and the method actually used.
+        torch.Tensor: ``[n, dimension]`` float64, on the CPU.
+    """
+    values = matrix.to(device=device, dtype=torch.float64)
+    values = values - values.mean(dim=0, keepdim=True)
+    _, _, vt = torch.linalg.svd(values, full_matrices=False)
+    components = vt[:dimension]
+    signs = torch.sign(components.gather(1, components.abs().argmax(dim=1, keepdim=True)))
+    return (values @ (components * signs).T).cpu()
+
+
+def reduce_matrix(matrix, dimension, method="umap", seed=0, device=None):
+    """Reduce ``[n, d]`` to ``[n, dimension]`` with UMAP (the original tool's reduction) or PCA.
+
+    PCA runs on ``device`` when that is a GPU (scikit-learn's on the CPU otherwise); umap-learn has no GPU code, so
+    UMAP always runs on the CPU.
+
+    Returns:
+        (torch.Tensor, str): the reduced float32 matrix and the method actually used ('pca on cuda:0', 'pca', 'umap').
     """
     n, width = matrix.shape
     if not isinstance(dimension, int) or isinstance(dimension, bool) or not 1 <= dimension <= min(n, width):
         raise UserError(f"reduce_dim: dimension {dimension!r} must be an integer in [1, {min(n, width)}]")
     values = matrix.double().numpy()
-    if method == "pca":
+    if method == "pca" and device is not None and torch.device(device).type == "cuda":
+        reduced = pca_torch(matrix, dimension, device).numpy()
+        method = f"pca on {torch.device(device)}"
+    elif method == "pca":
         from sklearn.decomposition import PCA
 
         reduced = PCA(n_components=dimension, random_state=seed).fit_transform(values)

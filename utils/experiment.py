@@ -15,6 +15,7 @@ from pathlib import Path
 from recbole.utils import init_logger, init_seed
 
 from .data import build_dataset, dataset_files_present, describe_eval_split, inter_files, prepare_data
+from .device import describe_device
 from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_matrix, save_tensor
 from .errors import UserError
 from .journal import ExperimentsJournal, JournalRecord
@@ -349,7 +350,8 @@ def _run_checked(checked, record, state):
     data = prepare_data(config, dataset, settings.add_train_split, settings.add_train_shuffle)
     describe_experiment(record, config, settings, dataset, checked)
     say(f"== {checked.file}: {config['model']} on {config['dataset']} ({dataset.user_num - 1} users, "
-        f"{dataset.item_num - 1} items, {dataset.inter_num} interactions; {len(data.train_parts)} training part(s))")
+        f"{dataset.item_num - 1} items, {dataset.inter_num} interactions; {len(data.train_parts)} training part(s)); "
+        f"device {describe_device(config['device'], config['use_gpu'])}")
     prepare_llm_files(settings, config, data, record)
     run = ScenarioRun(file=checked.file, config=config, settings=settings, data=data, record=record,
                       model_class=checked.model_class)

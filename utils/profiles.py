@@ -112,6 +112,22 @@ def optional_atomic(config, suffix):
     return read_atomic(path) if path.is_file() else None
 
 
+def item_text_note(config, fields):
+    """One line when the dataset has no item text for profiles to name (e.g. RecBole's Amazon ratings files),
+    else None."""
+    path = atomic_path(config, "item")
+    if path.is_file():
+        with open(path, encoding="utf-8") as fh:
+            columns = {column.split(":")[0] for column in fh.readline().rstrip("\n").split("\t")}
+        if {fields.title, fields.genres} & columns:
+            return None
+        what = f"{path.name} has no {fields.title} or {fields.genres} column"
+    else:
+        what = f"no {path.name}"
+    return (f"profiles: {config['dataset']} has no item text ({what}): profiles name {fields.noun}s by id and "
+            "describe only how many, how well and when they were rated (README, 'Item metadata', adds titles)")
+
+
 def item_table(config, fields):
     """Item id -> title, year, genres (empty when the dataset has no item file)."""
     frame = optional_atomic(config, "item")
@@ -309,6 +325,13 @@ class ProfileSpec:
             raise UserError(f"build_profiles: on_other_split must be rebuild or refuse, got {self.on_other_split!r}")
         if not self.to.endswith(".json") or "/" in self.to:
             raise UserError(f"build_profiles: to must be a .json file name, got {self.to!r}")
+        from .llm_client import OPTIONS
+
+        if not isinstance(self.llm, dict):
+            raise UserError(f"build_profiles: llm must be a mapping, got {self.llm!r}", "e.g. llm: {base_url: ...}")
+        unknown = sorted(set(self.llm) - set(OPTIONS))
+        if unknown:
+            raise UserError(f"build_profiles.llm: unknown key(s) {unknown}", f"known keys: {', '.join(OPTIONS)}")
         if (self.source == "llm" or self.encoder == "openai") and not self.llm.get("base_url"):
             raise UserError("build_profiles: source llm / encoder openai need llm: {base_url: ...}",
                             "an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
@@ -410,7 +433,8 @@ def build_profiles(spec, config, data, folder, progress=True):
     else:
         descriptions = [texts[i] for i in ids]
     written = time.time()
-    vectors = encode(descriptions, spec.encoder, dim=spec.dim, seed=config["seed"], client=client, progress=progress)
+    vectors = encode(descriptions, spec.encoder, dim=spec.dim, seed=config["seed"], client=client, progress=progress,
+                     device=config["device"])
     profiles = [
         {"id": i, "description": d, "prompt": prompts[i], "embedding": [round(float(x), 7) for x in v], **extras[i]}
         for i, d, v in zip(ids, descriptions, vectors, strict=True)
@@ -418,6 +442,7 @@ def build_profiles(spec, config, data, folder, progress=True):
     _write_json(out, profiles)
     meta = {
         **spec.identity(),
+        "note": item_text_note(config, spec.fields),
         "file": spec.to,
         "count": len(profiles),
         "dim": int(vectors.shape[1]),
@@ -457,7 +482,7 @@ def ensure_profiles(spec, config, data, folder, say=print):
     out = Path(folder) / spec.to
     if not out.is_file():
         say(f"llm_config: building {spec.entity} profiles ({spec.source} + {spec.encoder}) -> {out}")
-        build_profiles(spec, config, data, folder)
+        _say_note(build_profiles(spec, config, data, folder), say)
         return "built"
     meta = read_meta(out)
     history = training_history(data)
@@ -480,5 +505,10 @@ def ensure_profiles(spec, config, data, folder, say=print):
             "set build_profiles.on_other_split: rebuild, or build them with make_profiles.py --config <this file>",
         )
     say(f"llm_config: {out.name} was built from {why}: rebuilding")
-    build_profiles(spec, config, data, folder)
+    _say_note(build_profiles(spec, config, data, folder), say)
     return "rebuilt"
+
+
+def _say_note(meta, say):
+    if meta.get("note"):
+        say(f"llm_config: {meta['note']}")

@@ -313,7 +313,8 @@ def _reduce_dim(run, params):
         say("    no method named: UMAP, as in the original tool (method: pca for PCA)")
     if method == "umap" and "umap" not in sys.modules:
         say("    importing umap-learn: the first import in a process compiles with numba (about 30-60 s)")
-    reduced, used = reduce_matrix(matrix, params["dimension"], method, seed=run.config["seed"])
+    reduced, used = reduce_matrix(matrix, params["dimension"], method, seed=run.config["seed"],
+                                   device=run.config["device"])
     save_tensor(reduced, target)
     run.record.add_part("reduce_dim", {"file_in": params["file_in"], "file_out": params["file_out"],
                                        "dimension": params["dimension"], "method": used})

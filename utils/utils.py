@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 from recbole.config import Config
 
+from .device import choose_device
 from .errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +93,13 @@ class ExperimentConfig(Config):
 
     def _load_cmd_line(self):
         return dict(self._overrides)
+
+    def _init_device(self):
+        """RecBole's device setup, except that ``use_gpu: False`` is honoured (RecBole 1.2.1 ignores it)."""
+        super()._init_device()
+        if self.final_config_dict.get("single_spec", True):
+            self.final_config_dict["device"] = choose_device(self.final_config_dict.get("use_gpu"),
+                                                             self.final_config_dict.get("gpu_id"))
 
 
 def recbole_setting_names():

@@ -19,7 +19,6 @@ TUNING_SEEDS = [11, 12, 13]  # tuning never sees the benchmark's seeds, hence ne
 
 COMMON = {
     "dataset": "ml-100k",
-    "use_gpu": False,
     "show_progress": False,
     "reproducibility": True,
     "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
