@@ -13,11 +13,22 @@ loss in phase 1. Profiles are written from the training split (template source, 
 Adding a model is one entry in RANKING or CTR, a seed one number in SEEDS, a dataset one entry in DATASETS.
 """
 
+import importlib.util
 from pathlib import Path
 
 import yaml
 
 HERE = Path(__file__).resolve().parent
+
+
+def _benchmark_generator():
+    """experiments/benchmark_ml100k/generate.py as a module (a script folder, not a package)."""
+    path = HERE.parent / "benchmark_ml100k" / "generate.py"
+    spec = importlib.util.spec_from_file_location("benchmark_generate", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 SEEDS = [42]
 
 DATASETS = {
@@ -58,29 +69,10 @@ PROTOCOLS = {
             "metrics": ["AUC", "LogLoss"], "valid_metric": "AUC", "eval_batch_size": 40960},
 }
 
-# model -> RecBole settings, phase epochs and the distillation (for the ranking models: the settings chosen on
-# ml-100k's validation split, experiments/tuning_ml100k; see docs/RESULTS.md)
-RANKING = {
-    "NeuMF": {
-        "recbole": {"mf_embedding_size": 64, "mlp_embedding_size": 64, "mlp_hidden_size": [128, 64],
-                    "dropout_prob": 0.1, "learning_rate": 0.001, "train_batch_size": 2048},
-        "epochs": (10, 10),
-        "distil": {"loss": "NeumfUserCosine", "layer": "user_mf_embedding", "width": 32, "alpha": 0.5},
-    },
-    "SimpleX": {
-        "recbole": {"embedding_size": 64, "learning_rate": 0.001, "train_batch_size": 2048,
-                    "train_neg_sample_args": {"distribution": "uniform", "sample_num": 10}},
-        "epochs": (10, 10),
-        "distil": {"loss": "SimpleXUserRMSE", "layer": "dropout", "width": 32, "alpha": 0.5},
-    },
-    "MultiVAE": {
-        "recbole": {"mlp_hidden_size": [600], "latent_dimension": 128, "learning_rate": 0.001,
-                    "train_batch_size": 512},
-        "epochs": (50, 50),
-        "distil": {"loss": "HiddenDistil", "layer": "decoder.0", "width": 32, "alpha": 0.5,
-                   "params": {"source": "input", "rows": "batch", "distance": "cosine"}},
-    },
-}
+# model -> RecBole settings, phase epochs and the distillation: the ranking models take the settings chosen on
+# ml-100k's validation split (experiments/tuning_ml100k, docs/RESULTS.md) from the benchmark's generator, so the
+# two never drift apart (its "profiles" choice is not used here: the paper's folders always encode with MiniLM)
+RANKING = _benchmark_generator().MODELS
 CTR = {
     "DCN": {
         "recbole": {"embedding_size": 10, "mlp_hidden_size": [256, 256, 256], "learning_rate": 0.001,
