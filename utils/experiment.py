@@ -14,6 +14,7 @@ from pathlib import Path
 
 from recbole.utils import init_logger, init_seed
 
+from .allocator import keep_freed_memory
 from .data import build_dataset, dataset_files_present, prepare_data
 from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_matrix, save_tensor
 from .errors import UserError
@@ -268,6 +269,7 @@ def run_experiment(path, journal=None, overrides=None):
     """
     path = Path(path)
     started = time.time()
+    keep_freed_memory()  # else every training step page-faults its tensors back in (see utils/allocator.py)
     record = JournalRecord(path, subdir_of(path))
     checked, state = None, {}
     try:
