@@ -5,15 +5,17 @@ temporaries, activations: about 13 MB per step for NeuMF with 512-wide embedding
 glibc's malloc gives a freed block at the top of its heap back to the kernel as soon as the free space there
 exceeds its trim threshold, and serves blocks above its mmap threshold with a fresh ``mmap``; both thresholds
 start at 128 KiB and only grow with what the process happened to free earlier. The next step then touches those
-pages again and the kernel page-faults and zeroes each 4 KiB page: measured, ~3,300 page faults per step and
-~1.5 million per epoch, which made the *same* elementwise work (Adam's sqrt / addcdiv_ / lerp_, dropout) 20-55 %
-slower than with the memory kept (in one process, alternating: ``benchmarks/side_by_side.py``, docs/RESULTS.md).
-How much a process faults depends on its heap's history (what earlier code allocated and freed), which is why
-this tool, whose set-up allocates differently, trained ~25 % slower than the original one on the same file.
+pages again and the kernel page-faults and zeroes each 4 KiB page. Measured on the shared side-by-side file
+(NeuMF, 512-wide embeddings, batch 256): ~3,300 page faults per step, 1.5 million per epoch in this tool against
+1.0-1.4 million in the original (same mechanism, a heap whose history let it keep a little more); in one process,
+alternating, the same steps ran 21 % (CPU time) to 57 % (wall time, loaded machine) slower than with the memory
+kept, where they fault ~10 times per step. The time went into the same elementwise work (Adam's sqrt / addcdiv_ /
+lerp_, dropout), since the first write to a fresh page happens inside those ops. See docs/RESULTS.md.
 
 The fix fixes both thresholds instead of leaving them to history: blocks up to 32 MiB (glibc's own ceiling for
 its adaptive threshold) come from the heap, and up to 512 MiB of free heap top is kept for reuse. Peak memory is
-unchanged (it is the high-water mark either way); only memory that was already in use stays mapped. Numerics,
+the high-water mark either way (509 MB with, 511 MB without, one epoch of that file): only memory that was
+already in use stays mapped. Numerics,
 seeding and determinism are untouched. A user who sets any ``MALLOC_*`` tunable in the environment keeps it: then
 this does nothing (``benchmarks/overhead.py`` uses ``MALLOC_MMAP_THRESHOLD_`` to measure live memory).
 """
