@@ -14,6 +14,7 @@ from pathlib import Path
 
 from recbole.utils import init_logger, init_seed
 
+from .allocator import keep_freed_memory
 from .data import build_dataset, dataset_files_present, describe_eval_split, inter_files, prepare_data
 from .device import describe_device
 from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_matrix, save_tensor
@@ -289,6 +290,7 @@ def run_experiment(path, journal=None, overrides=None):
     """
     path = Path(path)
     started = time.time()
+    keep_freed_memory()  # else every training step page-faults its tensors back in (see utils/allocator.py)
     record = JournalRecord(path, subdir_of(path))
     checked, state = None, {}
     try:
