@@ -46,3 +46,15 @@ class UserError(Exception):
 
     def __str__(self):
         return self.line()
+
+
+class Interrupted(KeyboardInterrupt):
+    """A termination signal (SIGTERM from a cluster scheduler, ``kill``) handled like Ctrl-C: the running
+    experiment is journaled as ``interrupted``."""
+
+    def __init__(self, signal_name):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+    def __str__(self):
+        return self.signal_name

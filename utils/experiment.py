@@ -16,8 +16,8 @@ from recbole.utils import init_logger, init_seed
 
 from .data import build_dataset, dataset_files_present, prepare_data
 from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_matrix, save_tensor
-from .errors import UserError
-from .journal import ExperimentsJournal, JournalRecord
+from .errors import Interrupted, UserError
+from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name
 from .profiles import ProfileSpec, ensure_profiles
 from .settings import parse_settings
 from .tmanager import ScenarioRun, TrainManager, check_scenario, say
@@ -68,6 +68,7 @@ def check_experiment(path, overrides=None):
         steps = check_scenario(settings.scenario, model_name=recbole["model"])
         config = build_config(settings, recbole, model_class, overrides)
         check_dataset_location(config)
+        journal_for(path, settings).check()
     except UserError as exc:
         raise exc.locate(file=path) from None
     return Checked(path, raw, settings, recbole, model_class, steps, file_hash(path), config)
@@ -229,17 +230,20 @@ def describe_experiment(record, config, settings, dataset, checked):
 def journal_for(path, settings=None):
     """The journal an experiment file writes to: its ``journal_name``, next to it.
 
-    For a file that failed its checks, the name is read from the YAML when it parses at all, else 'journal.csv'.
+    For a file that failed its checks, the name is read from the YAML when it parses at all, else 'journal.csv';
+    None when the YAML names a journal that is not a valid one (that is the error being reported).
     """
     if settings is not None:
         name = settings.journal_name
     else:
         try:
-            name = load_yaml(path).get("journal_name")
+            name = load_yaml(path).get("journal_name", "journal.csv")
         except UserError:
-            name = None
-        if not isinstance(name, str) or not name or "/" in name:
             name = "journal.csv"
+        try:
+            check_journal_name(name)
+        except UserError:
+            return None
     return ExperimentsJournal(Path(path).parent / name)
 
 
@@ -248,8 +252,9 @@ def already_done(path):
     path = Path(path)
     try:
         journal = journal_for(path, parse_settings(load_yaml(path))[0])
+        journal.check()
     except UserError:
-        return False
+        return False  # the run reports what is wrong
     content = file_hash(path)
     return any(
         row.get("config") == path.name and row.get("config_hash") == content and row.get("status") == "done"
@@ -269,7 +274,7 @@ def run_experiment(path, journal=None, overrides=None):
     path = Path(path)
     started = time.time()
     record = JournalRecord(path, subdir_of(path))
-    checked, state = None, {}
+    checked, state, failure = None, {}, None
     try:
         checked = check_experiment(path, overrides)
         journal = journal or journal_for(path, checked.settings)
@@ -279,26 +284,45 @@ def run_experiment(path, journal=None, overrides=None):
         status = _run_checked(checked, record, state)
         error = None
     except UserError as exc:
-        exc.locate(file=path)
+        failure = exc.locate(file=path)
         status, error = "failed", exc.line()
         raise
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by the user (Ctrl-C)"
+    except KeyboardInterrupt as exc:
+        failure, status = exc, "interrupted"
+        error = f"interrupted ({exc})" if isinstance(exc, Interrupted) else "interrupted by the user (Ctrl-C)"
         raise
     except BaseException as exc:
-        status, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        failure, status, error = exc, "failed", f"internal error: {type(exc).__name__}: {exc}"
         raise
     finally:
-        journal = journal or journal_for(path, checked.settings if checked else None)
-        record.finish(status, error)
-        write_history(state.get("run"), record, journal)
-        journal.append(record.row())
+        if not isinstance(failure, JournalError):  # a journal that cannot be used is not appended to
+            _journal_outcome(path, journal, checked, state, record, status, error, failure)
     for part in sorted(record.parts):
         result = record.part_value("best_test_res", part)
         if result:
             say(f"result: train_{part} test " + "  ".join(f"{k}={v:.4f}" for k, v in result.items()))
     say(f"journal: {journal.path} ({status}, {time.time() - started:.1f}s)")
     return status, record
+
+
+def _journal_outcome(path, journal, checked, state, record, status, error, failure):
+    """Append the experiment's row. When the append itself fails while another error is on its way, that error
+    says so (one line) instead of being replaced by the journal's."""
+    journal = journal or journal_for(path, checked.settings if checked else None)
+    if error and len(error) > MAX_ERROR_CHARS:
+        logger.error("%s", error)  # the whole line, in the run's log; the journal cell is cut
+    record.finish(status, error)
+    if journal is None:
+        return
+    try:
+        write_history(state.get("run"), record, journal)
+        journal.append(record.row())
+    except (UserError, OSError) as exc:
+        problem = exc.line() if isinstance(exc, UserError) else f"cannot write the history: {exc}"
+        if isinstance(failure, UserError):
+            failure.message += f" (not journaled: {problem})"
+        elif failure is None:
+            raise (exc if isinstance(exc, JournalError) else JournalError(problem)) from None
 
 
 def write_history(run, record, journal):

@@ -10,6 +10,7 @@ from typing import Any
 
 from .embeddings import ALIGNMENTS
 from .errors import UserError
+from .journal import check_journal_name
 
 DISTIL_KEYS = (
     "logger_level",
@@ -193,9 +194,7 @@ def parse_settings(raw):
     if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
         raise UserError(f"logger_level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
     settings.logger_level = level.upper()
-    settings.journal_name = _need_str(raw.get("journal_name", settings.journal_name), "journal_name")
-    if "/" in settings.journal_name or "\\" in settings.journal_name:
-        raise UserError(f"journal_name must be a file name (written next to the YAML), got {settings.journal_name!r}")
+    settings.journal_name = check_journal_name(raw.get("journal_name", settings.journal_name))
     settings.distil_loss_weight = check_alpha(raw.get("distil_loss_weight", settings.distil_loss_weight))
     split = raw.get("add_train_split")
     if split is not None:
