@@ -19,8 +19,9 @@ from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_
 from .errors import Interrupted, UserError
 from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name
 from .profiles import ProfileSpec, ensure_profiles
-from .settings import parse_settings
+from .settings import check_recbole_values, check_valid_metric, parse_settings
 from .tmanager import ScenarioRun, TrainManager, check_scenario, say
+from .trainer import check_checkpoint_dir
 from .utils import PROJECT_ROOT, ExperimentConfig, check_setting_names, get_model_class, load_yaml
 
 logger = logging.getLogger(__name__)
@@ -61,13 +62,16 @@ def check_experiment(path, overrides=None):
             raise UserError("no dataset: set dataset: (e.g. ml-100k)")
         model_class = get_model_class(recbole["model"])
         check_setting_names(recbole, model_class)
+        check_recbole_values(recbole)
         for key in ("dataset_save_path", "dataloaders_save_path", "save_dataloaders"):
             if recbole.get(key):
                 raise UserError(f"'{key}' makes RecBole save and load pickles, which this tool does not load",
                                 "remove it: datasets are loaded once per run and reused between experiments")
         steps = check_scenario(settings.scenario, model_name=recbole["model"])
         config = build_config(settings, recbole, model_class, overrides)
+        check_valid_metric(config)
         check_dataset_location(config)
+        check_checkpoint_dir(config["checkpoint_dir"])
         journal_for(path, settings).check()
     except UserError as exc:
         raise exc.locate(file=path) from None

@@ -24,7 +24,7 @@ from recbole.utils.argument_list import dataset_arguments
 from . import wrapper as wrap
 from .embeddings import describe, embeddings_dir, load_matrix, reduce_matrix, save_tensor
 from .errors import UserError
-from .settings import check_alpha
+from .settings import check_alpha, check_eval_mode, check_metrics, check_recbole_values, check_topk
 from .trainer import build_trainer, safe_trainer_class
 from .utils import get_loss_class
 
@@ -388,6 +388,14 @@ def _train(run, params):
     config = run.config
     saved = config["save"] is not False
     loader = run.data.train_parts[run.train_ds]
+    start, epochs = run.trainer.start_epoch, run.trainer.epochs
+    if start >= epochs:
+        raise UserError(
+            f"train would run no epoch: the checkpoint loaded by load_from_file ends at epoch {start - 1} and "
+            f"epochs is {epochs} (a resumed training counts its epochs from the checkpoint's start)",
+            f"set_config epochs above {start} before init_trainer, or load_from_file {{file: ..., resume: false}} "
+            "to load only the weights and train afresh",
+        )
     started = time.time()
     best_score, best_result = run.trainer.fit(
         loader, run.data.valid, saved=saved, show_progress=bool(config["show_progress"])
@@ -478,8 +486,23 @@ def alternative_config(config, params):
 def test_eval_params(value):
     if value is None:
         return None
-    value = mapping(optional={"mode": str, "metrics": list, "topk": (int, list)})(value)
+    value = mapping(optional={"mode": str, "metrics": (str, list), "topk": (int, list)})(value)
+    if "mode" in value:
+        check_eval_mode(value["mode"], "test_eval mode")
+    if "metrics" in value:
+        value["metrics"] = check_metrics(value["metrics"], "test_eval metrics")
+    if "topk" in value:
+        value["topk"] = check_topk(value["topk"], "test_eval topk")
     return value or None
+
+
+def set_config_params(value):
+    """A non-empty mapping; the common RecBole settings in it are checked as in the experiment file."""
+    value = any_mapping(value)
+    check_recbole_values(value, "set_config ")
+    if "distil_loss_weight" in value:
+        check_alpha(value["distil_loss_weight"])
+    return value
 
 
 def with_activity(per_user, data):
@@ -561,7 +584,7 @@ COMMANDS = {
                         optional={"users_emb_file": str, "items_emb_file": str, "particular": bool}, open_=True),
                 "wrap the model: hooks and the combined loss", needs=_f("model"), gives=_f("wrapped"),
                 clears=_f("trainer")),
-        Command("set_config", _set_config, any_mapping, "change config values for the next init_trainer / train"),
+        Command("set_config", _set_config, set_config_params, "change config values for the next init_trainer / train"),
         Command("init_trainer", _init_trainer, no_params, "build a RecBole trainer (fresh optimizer)",
                 needs=_f("model"), gives=_f("trainer")),
         Command("info", _info, info_level,
