@@ -313,8 +313,8 @@ def _journal_outcome(path, journal, checked, state, record, status, error, failu
     """Append the experiment's row. When the append itself fails while another error is on its way, that error
     says so (one line) instead of being replaced by the journal's."""
     journal = journal or journal_for(path, checked.settings if checked else None)
-    if error and len(error) > MAX_ERROR_CHARS:
-        logger.error("%s", error)  # the whole line, in the run's log; the journal cell is cut
+    if error and len(error) > MAX_ERROR_CHARS and record.values.get("log_file"):
+        logger.error("%s", error)  # the whole line, in this run's log; the journal cell is cut
     record.finish(status, error)
     if journal is None:
         return

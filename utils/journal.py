@@ -45,8 +45,8 @@ def bounded_error(error, log_file=None, limit=MAX_ERROR_CHARS):
     """An error line cut to ``limit`` characters, saying where the whole line is."""
     if error is None or len(error) <= limit:
         return error
-    where = f"in {log_file}" if log_file else "on stderr"
-    return f"{error[:limit]}... [{len(error) - limit} more characters; the whole line is {where}]"
+    where = f"; the whole line is in {log_file}" if log_file else ""
+    return f"{error[:limit]}... [{len(error) - limit} more characters{where}]"
 
 
 def format_value(value):
