@@ -341,3 +341,19 @@ def test_report_on_a_broken_journal_is_one_line_and_exit_2(tmp_path, capsys, nam
     assert report.main([str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and shown in err and "Traceback" not in err, err
+
+
+def test_a_non_utf8_file_in_a_folder_stops_neither_check_nor_resume(workdir, capsys):
+    good = experiment(workdir, name="b_good.yaml")
+    bad = experiment(workdir, name="a_bad.yaml")
+    bad.write_bytes(bad.read_bytes().replace(b"model: NeuMF", b"model: NeuMF # caf\xe9"))
+    assert run_exps.main([str(good.parent), "--check"]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("error:") == 1 and "a_bad.yaml" in err and "ok: " + str(good) in out
+    assert run_exps.main([str(good.parent), "--resume"]) == 2
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "b_good.yaml" in out
+    frame = pd.read_csv(good.parent / JOURNAL, index_col=0)
+    assert list(zip(frame["config"], frame["status"]))[-1] == ("b_good.yaml", "done")
+    unread = pd.read_csv(good.parent / "journal.csv", index_col=0)  # its journal_name could not be read
+    assert list(zip(unread["config"], unread["status"])) == [("a_bad.yaml", "failed")]
