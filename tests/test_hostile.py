@@ -184,6 +184,90 @@ def resume_best_with_equal_epochs(root):
     return [str(path)], path.name, "epochs is 1"
 
 
+def emb_folder(root):
+    folder = root / "run" / "emb" / "ml-100k"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def all_user_profiles(width=8):
+    """Profiles of every ml-100k user (a superset of the users the small experiment keeps)."""
+    return [{"id": str(u), "embedding": [float((u * (c + 3)) % 7) for c in range(width)]} for u in range(1, 944)]
+
+
+def file_param(command, key, value):
+    def setup(root):
+        params = {"reduce_dim": {"file_in": "u.pt", "file_out": "v.pt", "dimension": 2, "method": "pca"},
+                  "wrap_model": {"distil_loss": "NeumfUserRMSE", "users_emb_file": "u.pt"}}[command]
+        scenario = [{"command": "init_model"}, {"command": command, "params": {**params, key: value}}]
+        path = experiment(root, scenario=scenario)
+        return [str(path), "--check"], path.name, repr(value)
+
+    setup.__name__ = f"{command}.{key}={value!r}"
+    return setup
+
+
+def llm_file(key, value, section=None):
+    def setup(root):
+        llm = {"embeddings_path": str(root / "run" / "emb")}
+        if section == "preprocess_from_json":
+            llm[section] = {"from": "p.json", "to": "u.pt", key: value}
+        elif section == "preprocess_random":
+            llm[section] = {"random": True, "embedding_size": 4, key: value}
+        else:
+            llm[key] = value
+        path = experiment(root)
+        raw = yaml.safe_load(path.read_text())
+        raw["llm_config"] = llm
+        path.write_text(yaml.safe_dump(raw))
+        return [str(path), "--check"], path.name, repr(value)
+
+    setup.__name__ = f"llm_config.{section + '.' if section else ''}{key}={value!r}"
+    return setup
+
+
+def reduce_dim_of(name, content):
+    def setup(root):
+        folder = emb_folder(root)
+        if isinstance(content, bytes):
+            (folder / name).write_bytes(content)
+        else:
+            torch.save(content, folder / name)
+        scenario = [{"command": "reduce_dim", "params": {"file_in": name, "file_out": "small.pt", "dimension": 2,
+                                                         "method": "pca"}}]
+        path = experiment(root, scenario=scenario)
+        return [str(path)], path.name, name
+
+    setup.__name__ = f"reduce_dim of {name}"
+    return setup
+
+
+def width_0_profiles(root):
+    (emb_folder(root) / "p.json").write_text(json.dumps([{"id": "1", "embedding": []}, {"id": "2", "embedding": []}]))
+    path = llm_file("from", "p.json", "preprocess_from_json")(root)[0][0]
+    return [path], "p.json", "width 0"
+
+
+def width_0_matrix(root):
+    torch.save(torch.zeros(943, 0), emb_folder(root) / "u0.pt")
+    scenario = [{"command": "init_model"}, {"command": "wrap_model", "params": {"distil_loss": "NeumfUserRMSE",
+                                                                                 "users_emb_file": "u0.pt"}}]
+    path = experiment(root, scenario=scenario)
+    return [str(path)], "u0.pt", "width 0"
+
+
+def odd_profile_values(value, shown):
+    def setup(root):
+        profiles = all_user_profiles(2)
+        profiles[5]["embedding"][1] = value
+        (emb_folder(root) / "p.json").write_text(json.dumps(profiles))
+        path = llm_file("from", "p.json", "preprocess_from_json")(root)[0][0]
+        return [path], "p.json", shown
+
+    setup.__name__ = f"profile value {value!r}"
+    return setup
+
+
 KINDS = [
     yaml_not_utf8, yaml_nested_deep, yaml_alias_bomb, yaml_duplicate_key,
     setting("epochs", -1), setting("epochs", 0), setting("epochs", "five"), setting("train_batch_size", 0),
@@ -196,6 +280,17 @@ KINDS = [
     journal_named("exp.yaml"), journal_named("other.yaml"), journal_named("../up.csv"), journal_named("/tmp/x.csv"),
     journal_named("journal"), journal_is_a_folder, journal_not_utf8, journal_read_only, journal_foreign_csv,
     checkpoint_dir_read_only, checkpoint_dir_is_a_file, load_other_shape, resume_best_with_equal_epochs,
+    file_param("reduce_dim", "file_out", "../../../outside/x.pt"), file_param("reduce_dim", "file_out", "/tmp/x.pt"),
+    file_param("reduce_dim", "file_in", "../../../outside/keep.txt"),
+    file_param("wrap_model", "users_emb_file", "../../outside/u.pt"),
+    file_param("wrap_model", "items_emb_file", "/etc/passwd"),
+    llm_file("to", "../../../outside/u.pt", "preprocess_from_json"), llm_file("from", "/etc/passwd",
+                                                                             "preprocess_from_json"),
+    llm_file("random_users_emb_file", "../r.pt", "preprocess_random"), llm_file("default_users_emb_file", "/x/u.pt"),
+    reduce_dim_of("ints.pt", torch.arange(12).reshape(4, 3)), reduce_dim_of("vector.pt", torch.ones(5)),
+    reduce_dim_of("dict.pt", {"w": torch.ones(2, 2)}), reduce_dim_of("text.pt", b"not a tensor at all\n"),
+    width_0_profiles, width_0_matrix,
+    odd_profile_values("0.1", '"0.1"'), odd_profile_values(True, "true"), odd_profile_values([0.5], "[0.5]"),
 ]  # fmt: skip
 
 
@@ -357,3 +452,22 @@ def test_a_non_utf8_file_in_a_folder_stops_neither_check_nor_resume(workdir, cap
     assert list(zip(frame["config"], frame["status"]))[-1] == ("b_good.yaml", "done")
     unread = pd.read_csv(good.parent / "journal.csv", index_col=0)  # its journal_name could not be read
     assert list(zip(unread["config"], unread["status"])) == [("a_bad.yaml", "failed")]
+
+
+def test_the_conversion_cache_notices_a_matrix_replaced_under_its_name(workdir, capsys):
+    (emb_folder(workdir) / "p.json").write_text(json.dumps(all_user_profiles(8)))
+    path = llm_file("from", "p.json", "preprocess_from_json")(workdir)[0][0]
+    raw = yaml.safe_load(Path(path).read_text())
+    raw["scenario"] = [{"command": "reduce_dim", "params": {"file_in": "u.pt", "file_out": "u.pt", "dimension": 2,
+                                                            "method": "pca"}}]  # over the conversion's own output
+    Path(path).write_text(yaml.safe_dump(raw))
+    assert run_exps.main([path]) == 0
+    assert "p.json -> u.pt" in capsys.readouterr().out
+    raw["scenario"] = [{"command": "init_model"}]
+    Path(path).write_text(yaml.safe_dump(raw))
+    assert run_exps.main([path]) == 0
+    out = capsys.readouterr().out
+    assert "p.json -> u.pt" in out and "up to date" not in out  # converted again: the 2-d matrix is not trusted
+    (emb_folder(workdir) / "p.json").write_text(json.dumps(all_user_profiles(8)))  # same content, new date
+    assert run_exps.main([path]) == 0
+    assert "u.pt is up to date with p.json" in capsys.readouterr().out

@@ -180,12 +180,8 @@ def conversion_identity(source, tokens, by, missing, start_with_1):
     RecBole's order, and the conversion settings."""
     if not Path(source).is_file():
         return None
-    digest = hashlib.sha256()
-    with open(source, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
     ids = hashlib.sha256("\n".join(map(str, tokens)).encode()).hexdigest()
-    return {"json_sha256": digest.hexdigest(), "ids_sha256": ids, "by": by, "missing": missing,
+    return {"json_sha256": _content_hash(source), "ids_sha256": ids, "by": by, "missing": missing,
             "start_with_1": start_with_1}
 
 
@@ -193,15 +189,27 @@ def _identity_path(target):
     return Path(target).with_name(f"{Path(target).name}.source.json")
 
 
+def _content_hash(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_identity(target):
+    """What the matrix ``target`` was made from, or None when unknown or when the file is no longer the matrix
+    that conversion wrote (its content is hashed: e.g. a ``reduce_dim`` wrote another matrix under that name)."""
     try:
-        return json.loads(_identity_path(target).read_text())
-    except (OSError, json.JSONDecodeError):
+        identity = json.loads(_identity_path(target).read_text(encoding="utf-8"))
+        written = identity.pop("matrix_sha256")
+        return identity if written == _content_hash(target) else None
+    except (OSError, ValueError, KeyError, AttributeError):
         return None
 
 
 def write_identity(target, identity):
-    _identity_path(target).write_text(json.dumps(identity))
+    _identity_path(target).write_text(json.dumps({**identity, "matrix_sha256": _content_hash(target)}))
 
 
 def _with_zero_row(matrix):

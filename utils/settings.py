@@ -12,6 +12,7 @@ from typing import Any
 from .embeddings import ALIGNMENTS
 from .errors import UserError
 from .journal import check_journal_name
+from .paths import inside_name
 
 DISTIL_KEYS = (
     "logger_level",
@@ -113,7 +114,7 @@ def parse_llm_config(raw):
         _need_bool(getattr(cfg, name), f"llm_config.{name}")
     for name in ("default_users_emb_file", "default_items_emb_file"):
         if getattr(cfg, name) is not None:
-            _need_str(getattr(cfg, name), f"llm_config.{name}")
+            inside_name(_need_str(getattr(cfg, name), f"llm_config.{name}"), f"llm_config.{name}")
     if cfg.missing_profiles not in ("error", "zero"):
         raise UserError(f"llm_config.missing_profiles must be 'error' or 'zero', got {cfg.missing_profiles!r}")
     cfg.preprocess_from_json = _listed(cfg.preprocess_from_json, "llm_config.preprocess_from_json")
@@ -125,7 +126,8 @@ def parse_llm_config(raw):
             if key not in known:
                 raise _unknown_key(key, known, "llm_config.preprocess_from_json")
         for key in ("from", "to"):
-            _need_str(spec.get(key), f"llm_config.preprocess_from_json.{key}")
+            inside_name(_need_str(spec.get(key), f"llm_config.preprocess_from_json.{key}"),
+                        f"llm_config.preprocess_from_json.{key}")
         by = spec.get("by", "recbole")
         if by not in ALIGNMENTS:
             raise UserError(f"llm_config.preprocess_from_json.by: unknown alignment '{by}'",
@@ -143,6 +145,9 @@ def parse_llm_config(raw):
         for key in spec:
             if key not in known:
                 raise _unknown_key(key, known, "llm_config.preprocess_random")
+        for key in ("random_users_emb_file", "random_items_emb_file"):
+            if spec.get(key) is not None:
+                inside_name(spec[key], f"llm_config.preprocess_random.{key}")
         if _need_bool(spec.get("random", False), "llm_config.preprocess_random.random"):
             size = spec.get("embedding_size")
             if not isinstance(size, int) or isinstance(size, bool) or size < 1:

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from recbole.data import create_samplers, get_dataloader
 from recbole.utils import EvaluatorType, init_seed
 from recbole.utils.argument_list import dataset_arguments
 
 from . import wrapper as wrap
-from .embeddings import describe, embeddings_dir, load_matrix, reduce_matrix, save_tensor
+from .embeddings import describe, embeddings_dir, load_float_matrix, load_matrix, reduce_matrix, save_tensor
 from .errors import UserError
+from .paths import inside_name
 from .settings import check_alpha, check_eval_mode, check_metrics, check_recbole_values, check_topk
 from .trainer import build_trainer, safe_trainer_class
 from .utils import get_loss_class
@@ -228,7 +228,8 @@ class ScenarioRun:
         return self.config["dataset"]
 
     def embedding_path(self, name):
-        return embeddings_dir(self.settings.llm_config.embeddings_path, self.dataset_name) / name
+        """``<embeddings_path>/<dataset>/<name>``; a name that would leave that folder is refused."""
+        return embeddings_dir(self.settings.llm_config.embeddings_path, self.dataset_name) / inside_name(name, "file")
 
 
 # --- handlers -----------------------------------------------------------------------------------------------------
@@ -307,7 +308,7 @@ def _reduce_dim(run, params):
     if not source.is_file():
         raise UserError(f"reduce_dim input not found: {source.resolve()}",
                         "create it first (preprocess_from_json, preprocess_random or make_profiles.py)")
-    matrix = torch.load(source, map_location="cpu", weights_only=True)
+    matrix = load_float_matrix(source)
     reduced, used = reduce_matrix(matrix, params["dimension"], method, seed=run.config["seed"])
     save_tensor(reduced, target)
     run.record.add_part("reduce_dim", {"file_in": params["file_in"], "file_out": params["file_out"],
@@ -613,6 +614,10 @@ COMMANDS = {
 }
 
 
+# Params naming a file in the dataset's embedding folder: they must stay inside it (no absolute path, no '..').
+FILE_PARAMS = {"reduce_dim": ("file_in", "file_out"), "wrap_model": ("users_emb_file", "items_emb_file")}
+
+
 def resolve_command(name, index):
     """The :class:`Command` for a step name (aliases included), or a one-line error with a suggestion."""
     name = ALIASES.get(name, name)
@@ -641,6 +646,9 @@ def check_scenario(steps, model_name=None):
         command = resolve_command(step.command, step.index)
         try:
             params = command.params(step.params)
+            for key in FILE_PARAMS.get(command.name, ()):
+                if isinstance(params, dict) and params.get(key) is not None:
+                    inside_name(params[key], f"param '{key}'")
             if command.name == "wrap_model" and model_name:
                 loss_class = get_loss_class(params["distil_loss"], model_name)
                 loss_class.check_options({k: v for k, v in params.items() if k not in WRAP_KEYS})

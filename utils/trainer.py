@@ -19,6 +19,7 @@ import torch
 from recbole.evaluator.metrics import NDCG, Hit, Recall
 from recbole.utils import get_local_time, get_trainer, set_color
 
+from .embeddings import torch_load_reason
 from .errors import UserError
 from .paths import nearest_existing, writable
 
@@ -40,7 +41,7 @@ def load_checkpoint(path, device="cpu"):
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for a foreign file
         raise UserError(
-            f"cannot load checkpoint {path} safely: {str(exc).splitlines()[0]}",
+            f"cannot load checkpoint {path} safely: {torch_load_reason(exc)}",
             "only checkpoints written by this tool load; RecBole's own .pth files pickle code and are refused",
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
