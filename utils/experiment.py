@@ -46,8 +46,9 @@ def file_hash(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def check_experiment(path, overrides=None):
-    """Everything that can be checked without data: YAML, settings, model, losses, scenario, dataset location.
+def check_experiment(path, overrides=None, outputs=True):
+    """Everything that can be checked without data: YAML, settings, model, losses, scenario, dataset location, and
+    (with ``outputs``) that the journal and ``checkpoint_dir`` can be written.
 
     Raises:
         UserError: with ``file`` set.
@@ -71,8 +72,9 @@ def check_experiment(path, overrides=None):
         config = build_config(settings, recbole, model_class, overrides)
         check_valid_metric(config)
         check_dataset_location(config)
-        check_checkpoint_dir(config["checkpoint_dir"])
-        journal_for(path, settings).check()
+        if outputs:
+            check_checkpoint_dir(config["checkpoint_dir"])
+            journal_for(path, settings).check()
     except UserError as exc:
         raise exc.locate(file=path) from None
     return Checked(path, raw, settings, recbole, model_class, steps, file_hash(path), config)

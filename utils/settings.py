@@ -245,6 +245,11 @@ def _non_negative_number(value, name):
         raise UserError(f"{name} must be a number of 0 or more, got {value!r}")
 
 
+def _non_negative_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"{name} must be an integer of 0 or more, got {value!r}")
+
+
 def _integer(value, name):
     if isinstance(value, bool) or not isinstance(value, int):
         raise UserError(f"{name} must be an integer, got {value!r}")
@@ -327,8 +332,8 @@ RECBOLE_VALUE_CHECKS = {
     "epochs": _positive_int,
     "train_batch_size": _positive_int,
     "eval_batch_size": _positive_int,
-    "stopping_step": _positive_int,
-    "eval_step": _positive_int,
+    "stopping_step": _non_negative_int,
+    "eval_step": _integer,  # 0 or less: no validation, RecBole saves every epoch
     "learning_rate": _positive_number,
     "weight_decay": _non_negative_number,
     "seed": _integer,
