@@ -1,6 +1,7 @@
 """The journal: spec columns, one row per run, earlier rows kept, readable by pandas."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -174,3 +175,34 @@ def test_a_full_disk_leaves_the_journal_unchanged_and_no_temporary_file(tmp_path
 def test_journal_names_that_are_not_a_csv_next_to_the_experiment_are_refused(name):
     with pytest.raises(JournalError):
         check_journal_name(name)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+cells = st.text(alphabet=st.sampled_from('ab,"\n\r ;é'), max_size=6)
+names = st.sampled_from(["config", "status", "seed", "error", "train_0:config", "notes", "x y"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.dictionaries(names, cells, min_size=1), min_size=1, max_size=4), st.sampled_from(["\n", "\r\n"]))
+def test_any_appends_keep_the_bytes_of_every_earlier_row(rows, terminator):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "j.csv"
+        path.write_text(f",config,status{terminator}0,old.yaml,done{terminator}", newline="")
+        for row in rows:
+            before = path.read_bytes()
+            header_end = before.index(terminator.encode()) + len(terminator)
+            ExperimentsJournal(path).append({**row, "config": "new.yaml"})
+            after = path.read_bytes()
+            after_header_end = after.index(terminator.encode()) + len(terminator)
+            assert after[:after_header_end - len(terminator)].startswith(before[:header_end - len(terminator)])
+            assert after[after_header_end:].startswith(before[header_end:])
+        frame = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
+        assert len(frame) == len(rows) + 1 and frame["config"].iloc[0] == "old.yaml"
+        for number, row in enumerate(rows, start=1):
+            for column, value in row.items():
+                if column != "config":
+                    assert frame[column].iloc[number].replace("\r", "") == value.replace("\r", "")

@@ -227,9 +227,11 @@ def _default_mode():
 
 
 def _csv_line(cells, terminator):
+    """One CSV record ending in ``terminator``; a cell holding \\r or \\n is always quoted (the csv module quotes
+    only the characters of its own line terminator)."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator=terminator).writerow(cells)
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator="\r\n").writerow(cells)
+    return buffer.getvalue()[:-2] + terminator
 
 
 class ExperimentsJournal:
@@ -307,7 +309,7 @@ class ExperimentsJournal:
         records = _records(text)
         if not records:
             columns, number, terminator, indexed = list(row), 0, "\r\n", True
-            head, body = _csv_line([""] + columns, terminator), ""
+            head, body = text + _csv_line([""] + columns, terminator), ""  # text: '' or blank lines, kept
         else:
             header = text[slice(*records[0])]
             terminator = "\r\n" if header.endswith("\r\n") else "\n"
@@ -319,6 +321,7 @@ class ExperimentsJournal:
             if new:
                 head = header.rstrip("\r\n") + _csv_line([""] + new, terminator)
                 columns += new
+            head = text[: records[0][0]] + head  # blank lines before the header, if any, are kept
             body = text[records[0][1]:]
             if body and not body.endswith("\n"):
                 body += terminator
