@@ -291,6 +291,8 @@ KINDS = [
     reduce_dim_of("dict.pt", {"w": torch.ones(2, 2)}), reduce_dim_of("text.pt", b"not a tensor at all\n"),
     width_0_profiles, width_0_matrix,
     odd_profile_values("0.1", '"0.1"'), odd_profile_values(True, "true"), odd_profile_values([0.5], "[0.5]"),
+    setting("seed", -1), setting("add_train_split", [float("inf"), 1.0], "[inf, 1.0]"),
+    llm_file("embedding_size", 10**9, "preprocess_random"), setting("distil_loss_weight", float("nan"), "nan"),
 ]  # fmt: skip
 
 

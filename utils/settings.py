@@ -23,6 +23,7 @@ DISTIL_KEYS = (
     "llm_config",
     "scenario",
 )
+MAX_RANDOM_WIDTH = 65536  # columns of a random debugging matrix (a larger one only exhausts memory)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -150,8 +151,10 @@ def parse_llm_config(raw):
                 inside_name(spec[key], f"llm_config.preprocess_random.{key}")
         if _need_bool(spec.get("random", False), "llm_config.preprocess_random.random"):
             size = spec.get("embedding_size")
-            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-                raise UserError(f"llm_config.preprocess_random.embedding_size must be a positive integer, got {size!r}")
+            if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_RANDOM_WIDTH:
+                raise UserError(f"llm_config.preprocess_random.embedding_size must be an integer from 1 to "
+                                f"{MAX_RANDOM_WIDTH}, got {size!r}", "text encoders write a few hundred to a few "
+                                "thousand columns")
     return cfg
 
 
@@ -207,7 +210,7 @@ def parse_settings(raw):
         if (
             not isinstance(split, list)
             or len(split) < 2
-            or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in split)
+            or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r < float("inf") for r in split)
         ):
             raise UserError(f"add_train_split must be a list of two or more positive ratios, got {split!r}",
                             "e.g. add_train_split: [0.5, 0.5]")
@@ -253,6 +256,12 @@ def _non_negative_int(value, name):
 def _integer(value, name):
     if isinstance(value, bool) or not isinstance(value, int):
         raise UserError(f"{name} must be an integer, got {value!r}")
+
+
+def _seed(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise UserError(f"{name} must be an integer from 0 to 2**32 - 1, got {value!r}",
+                        "numpy's seeding takes no other values")
 
 
 def check_metrics(value, name="metrics"):
@@ -319,7 +328,7 @@ def _check_eval_args(value, name):
         check_eval_mode(value["mode"])
     if "order" in value and value["order"] not in ("RO", "TO"):
         raise UserError(f"eval_args.order must be RO or TO, got {value['order']!r}")
-    if "group_by" in value and value["group_by"] not in ("user", "none", None):
+    if "group_by" in value and str(value["group_by"]).lower() not in ("user", "none"):
         raise UserError(f"eval_args.group_by must be user or none, got {value['group_by']!r}")
 
 
@@ -336,7 +345,7 @@ RECBOLE_VALUE_CHECKS = {
     "eval_step": _integer,  # 0 or less: no validation, RecBole saves every epoch
     "learning_rate": _positive_number,
     "weight_decay": _non_negative_number,
-    "seed": _integer,
+    "seed": _seed,
     "metrics": check_metrics,
     "topk": check_topk,
     "valid_metric": _check_valid_metric,
