@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -84,9 +83,7 @@ def mistake_file(workdir, name):
 @pytest.mark.parametrize("name", list(MISTAKES))
 def test_each_mistake_is_one_line_exit_2_no_traceback_no_training(workdir, capsys, name):
     path = mistake_file(workdir, name)
-    started = time.time()
     assert run_exps.main([str(path)]) == 2
-    assert time.time() - started < 60
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1  # one line per failure: no "1 of 1 experiment(s) failed" after it
