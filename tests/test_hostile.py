@@ -122,6 +122,13 @@ def step(command, params, shown):
     return setup
 
 
+def set_config_valid_metric(root):
+    scenario = [{"command": "init_model"}, {"command": "set_config", "params": {"valid_metric": "bogus@10"}},
+                {"command": "init_trainer"}, {"command": "train"}]
+    path = experiment(root, scenario=scenario)
+    return [str(path)], path.name, "'bogus@10'"
+
+
 def journal_named(name):
     def setup(root):
         path = experiment(root, journal_name=name, seed_journal=False)
@@ -276,7 +283,7 @@ KINDS = [
     setting("metrics", ["Recall", "Bogus"], "'Bogus'"), setting("topk", [0]), eval_split_two_ratios,
     step("test_eval", {"metrics": []}, "[]"), step("test_eval", {"topk": [0]}, "[0]"),
     step("test_eval", {"mode": "uni-5"}, "'uni-5'"), step("set_config", {"epochs": -1}, "-1"),
-    step("set_config", {"train_batch_size": 0}, "0"),
+    step("set_config", {"train_batch_size": 0}, "0"), set_config_valid_metric,
     journal_named("exp.yaml"), journal_named("other.yaml"), journal_named("../up.csv"), journal_named("/tmp/x.csv"),
     journal_named("journal"), journal_is_a_folder, journal_not_utf8, journal_read_only, journal_foreign_csv,
     checkpoint_dir_read_only, checkpoint_dir_is_a_file, load_other_shape, resume_best_with_equal_epochs,

@@ -24,7 +24,14 @@ from . import wrapper as wrap
 from .embeddings import describe, embeddings_dir, load_float_matrix, load_matrix, reduce_matrix, save_tensor
 from .errors import UserError
 from .paths import inside_name
-from .settings import check_alpha, check_eval_mode, check_metrics, check_recbole_values, check_topk
+from .settings import (
+    check_alpha,
+    check_eval_mode,
+    check_metrics,
+    check_recbole_values,
+    check_topk,
+    check_valid_metric,
+)
 from .trainer import build_trainer, safe_trainer_class
 from .utils import get_loss_class
 
@@ -334,6 +341,8 @@ def _set_config(run, params):
         if key != "distil_loss_weight":
             run.config[key] = value
         say(f"    config[{key}]: {before!r} -> {value!r}")
+    if {"valid_metric", "metrics", "topk"} & set(params):
+        check_valid_metric(run.config)  # before training, not after its first epoch
     if LOADER_KEYS & set(params):
         for loader in run.data.train_parts + [run.data.valid, run.data.test]:
             loader.update_config(run.config)
