@@ -11,6 +11,7 @@ failing experiment in a folder is journaled as failed and the next one starts.
 import argparse
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -173,7 +174,8 @@ def main(argv=None):
     if args.workers > 1 or args.address:
         parallel = {"workers": args.workers, "address": args.address, "cpus_per_experiment": args.cpus_per_experiment,
                     "gpus_per_experiment": args.gpus_per_experiment}
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals can only be handled there
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return run_all(files, args.fail_fast, args.resume, parallel)
     except KeyboardInterrupt as exc:
@@ -181,7 +183,8 @@ def main(argv=None):
         fail(f"interrupted{by}: the running experiment is journaled as interrupted; --resume continues the batch")
         return EXIT_TERMINATED if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _terminate(signum, frame):
