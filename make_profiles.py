@@ -90,6 +90,8 @@ def main(argv=None):
     print(f"split fingerprint {meta['split']['fingerprint']} ({meta['split']['train_interactions']} training "
           f"interactions); texts {meta['seconds']['texts']}s, encoding {meta['seconds']['encode']}s, "
           f"total {time.time() - started:.1f}s")
+    if meta.get("note"):
+        print(meta["note"])
     print(f"example ({spec.entity} {first['id']}): {first['description']}")
     return 0
 

@@ -73,6 +73,7 @@ def fail(message):
 
 
 def check_only(files):
+    from utils.data import download_note
     from utils.experiment import check_experiment
 
     failures = 0
@@ -84,6 +85,9 @@ def check_only(files):
             fail(exc.line())
             continue
         print(f"ok: {file} ({checked.recbole['model']} on {checked.recbole['dataset']}, {len(checked.steps)} steps)")
+        note = download_note(checked.config)
+        if note:
+            print(f"    note: {note}")
     return EXIT_USER if failures else EXIT_OK
 
 

@@ -38,7 +38,8 @@ def experiment(seed, embeddings):
         "distil_loss_weight": 0.5,
         "scenario": [
             {"init_model": None},
-            {"reduce_dim": {"file_in": "throughput384.pt", "file_out": "throughput32.pt", "dimension": 32}},
+            {"reduce_dim": {"file_in": "throughput384.pt", "file_out": "throughput32.pt", "dimension": 32,
+                            "method": "pca"}},
             {"wrap_model": {"distil_loss": "NeumfUserCosine", "users_emb_file": "throughput32.pt",
                             "particular": True}},
             {"set_outputs": ["user_mlp_embedding"]},

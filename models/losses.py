@@ -51,10 +51,13 @@ class DistilLoss(nn.Module):
         particular: compare only the first ``d`` columns of the hooked tensor, ``d`` = the profile width.
 
     Class attributes a subclass may set:
+        base: True in the body of a class meant to be subclassed, not named in ``wrap_model`` (not inherited:
+            it is read from the class's own namespace), so it is never offered as an available loss.
         source: 'output' or 'input': which side of the hooked layer the loss reads by default.
         needs: the matrices the loss requires, a subset of ``{'user', 'item'}``.
     """
 
+    base = True
     source = "output"
     needs = frozenset({"user"})
     options = {}  # extra wrap_model params this loss takes: name -> allowed values (tuple), a type, or None (any)
@@ -203,6 +206,7 @@ def _as_float(matrix):
 class UserRowsLoss(DistilLoss):
     """The hooked tensor has one row per batch interaction; each row should reconstruct its user's profile."""
 
+    base = True
     metric = "rmse"
 
     def batch_users(self, interaction, rows):
@@ -222,6 +226,7 @@ class GraphUserLoss(DistilLoss):
     ``n_users`` rows are the users (e.g. one of NGCF's propagation layers).
     """
 
+    base = True
     metric = "rmse"
 
     def all_users(self, hooked):
@@ -359,6 +364,12 @@ class AutoIntUserRMSE(UserRowsLoss):
     profile (e.g. the MLP's input, whose first columns are the user's field embeddings)."""
 
     source = "input"
+
+
+class AutoIntUserCosSim(AutoIntUserRMSE):
+    """AutoInt with cosine distance (the name the original tool's AutoInt files use; it had no such class)."""
+
+    metric = "cosine"
 
 
 class SASRecUserRMSE(UserRowsLoss):

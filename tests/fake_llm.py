@@ -32,6 +32,8 @@ class FakeAPI:
         fail_after: after this many successful completions every completion fails with ``fail_status``.
         reply: a JSON body returned as is instead of a real answer.
         authorization: the Authorization header of each request (None when absent).
+        api_key: when set, requests without ``Authorization: Bearer <api_key>`` get a 401 (as vLLM's --api-key).
+        style: None (minimal replies), 'ollama' or 'vllm': replies with the extra fields those servers send.
         max_in_flight: the most requests handled at the same time.
     """
 
@@ -50,6 +52,8 @@ class FakeAPI:
         self.max_in_flight = 0
         self.completions_done = 0
         self.base_url = None
+        self.api_key = None
+        self.style = None
 
     def enter(self, path, headers, payload):
         """Record a request; returns the status to fail it with, or None to answer it."""
@@ -79,14 +83,16 @@ class Handler(BaseHTTPRequestHandler):
         status = fake.enter(self.path, self.headers, payload)
         try:
             time.sleep(fake.delay)
-            if status is not None:
+            if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+                self.send_json(401, {"error": "Unauthorized"})  # vLLM's body for a wrong or missing key
+            elif status is not None:
                 self.send_json(status, {"error": {"message": f"forced {status}"}}, fake.retry_after)
             elif fake.reply is not None:
                 self.send_json(200, fake.reply)
             elif self.path == COMPLETIONS:
-                self.send_json(200, {"choices": [{"message": {"content": f"  {reply_for(user_text(payload))}\n"}}]})
+                self.send_json(200, chat_reply(fake.style, payload))
             elif self.path == EMBEDDINGS:
-                self.send_json(200, {"data": shuffled_embeddings(payload["input"])})
+                self.send_json(200, embeddings_reply(fake.style, payload))
             else:
                 self.send_json(404, {"error": {"message": f"no route {self.path}"}})
         finally:
@@ -110,14 +116,42 @@ def user_text(payload):
     return [message for message in payload["messages"] if message["role"] == "user"][-1]["content"]
 
 
+def chat_reply(style, payload):
+    """A chat reply: minimal, or with the fields Ollama's or vLLM's OpenAI-compatible servers add."""
+    message = {"content": f"  {reply_for(user_text(payload))}\n"}
+    if style is None:
+        return {"choices": [{"message": message}]}
+    usage = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+    reply = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": payload["model"],
+             "usage": usage}
+    if style == "ollama":
+        reply["system_fingerprint"] = "fp_ollama"
+        choice = {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": "stop"}
+    else:  # vllm
+        reply.update(prompt_logprobs=None, kv_transfer_params=None)
+        choice = {"index": 0, "logprobs": None, "finish_reason": "stop", "stop_reason": None,
+                  "message": {"role": "assistant", "reasoning_content": None, "tool_calls": [], **message}}
+    return {**reply, "choices": [choice]}
+
+
+def embeddings_reply(style, payload):
+    if style is None:
+        return {"data": shuffled_embeddings(payload["input"])}
+    data = [{"object": "embedding", "index": index, "embedding": vector_for(text)}
+            for index, text in enumerate(payload["input"])]
+    reply = {"object": "list", "data": data, "model": payload["model"],
+             "usage": {"prompt_tokens": len(data), "total_tokens": len(data)}}
+    if style == "vllm":
+        reply.update(id="embd-1", created=1700000000)
+    return reply
+
+
 def shuffled_embeddings(texts):
     data = [{"object": "embedding", "index": index, "embedding": vector_for(text)} for index, text in enumerate(texts)]
     random.Random(len(texts)).shuffle(data)
     if len(data) > 1 and data[0]["index"] == 0:
         data.reverse()  # never in input order, so the test proves the client sorts
     return data
-
-
 
 
 def start_server():

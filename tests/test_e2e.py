@@ -13,6 +13,7 @@ import yaml
 from helpers import ROOT, shrink
 
 import run_exps
+from utils.device import choose_device, describe_device
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +64,8 @@ def test_two_phase_split_distils_on_part_0_and_fine_tunes_on_part_1(workdir, cap
 
     assert run_exps.main([str(path)]) == 0
     out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("== "))
+    assert header.endswith(f"device {describe_device(choose_device())}")  # the ready file leaves use_gpu unset
     (row,) = journal_of(path).to_dict("records")
     assert json.loads(row["train_split"]) == [0.5, 0.5]
     assert (row["train_0:train_ds_ind"], row["train_1:train_ds_ind"]) == (0, 1)

@@ -143,3 +143,18 @@ def test_chunked_fast_reader_matches_the_careful_reader(tmp_path, monkeypatch, d
     assert matrix.shape == (60, 4) and (matrix == expected).all()
     if workers > 1 and not braces:
         assert len(results) == 1 and results[0] is not None  # the forked workers did the parsing
+
+
+@pytest.mark.parametrize("by", ["exp_2024_04_11", "sorted", "recbole"])
+def test_a_superset_of_profiles_is_picked_by_id_in_recbole_order_whatever_by_says(by, caplog):
+    matrix = profiles_to_matrix(profiles([1, 2, 3, 4, 5]), ["4", "2"], by=by, source="u.json")
+    assert matrix[:, 0].tolist() == [4.0, 2.0]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "3 of 5 profiles are of ids the dataset does not keep" in warning
+
+
+def test_a_superset_still_refuses_a_kept_id_without_profile_unless_missing_is_zero():
+    with pytest.raises(UserError, match=r"miss 1 of 2 ids in the dataset \(e\.g\. 9\)"):
+        profiles_to_matrix(profiles([1, 2, 3]), ["2", "9"], by="exp_2024_04_11")
+    matrix = profiles_to_matrix(profiles([1, 2, 3]), ["2", "9"], by="exp_2024_04_11", missing="zero")
+    assert matrix[:, 0].tolist() == [2.0, 0.0]

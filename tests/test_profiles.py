@@ -153,7 +153,7 @@ def test_other_encoder_settings_rebuild(neumf, user_profiles, tmp_path):
 
 def test_llm_profiles_come_from_the_endpoint_and_resume_after_an_interruption(neumf, api, tmp_path):
     config, data = neumf
-    llm = {"base_url": api.base_url, "model": "chat-m", "backoff": 0.01, "max_retries": 1, "concurrency": 2}
+    llm = {"base_url": api.base_url, "model": "chat-m", "max_retries": 1, "concurrency": 2}
     spec = ProfileSpec(to="llm.json", source="llm", encoder="tfidf", dim=8, llm=llm)
     users = data.dataset.user_num - 1
     api.fail_after = 40
@@ -215,3 +215,8 @@ def test_make_profiles_cli_reports_a_bad_config_in_one_line(workdir):
     done = subprocess.run([sys.executable, str(ROOT / "make_profiles.py"), "--config", str(bad)], cwd=workdir,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "did you mean 'train'" in done.stderr
+
+
+def test_an_unknown_llm_option_is_one_line_naming_the_known_ones():
+    with pytest.raises(UserError, match=r"build_profiles.llm: unknown key\(s\) \['backoff'\].*max_retries"):
+        ProfileSpec.from_config({"to": "u.json", "source": "llm", "llm": {"base_url": "http://x/v1", "backoff": 1}})

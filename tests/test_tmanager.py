@@ -149,3 +149,17 @@ def test_the_readme_documents_every_command():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for name in COMMANDS:
         assert f"| `{name}`" in readme, name
+
+
+@pytest.mark.parametrize("text, value", [
+    ("1e-5", 1e-5), ("1E3", 1000.0), (".5", 0.5), ("[1, 2]", [1, 2]), ("{'a': 1}", {"a": 1}), ("True", True),
+    ("false", False), ("None", None),
+])  # fmt: skip
+def test_literal_strings_of_the_recbole_part_become_values_before_the_check(text, value):
+    _, recbole = parse_settings({"model": "SimpleX", "reg_weight": text})
+    assert recbole["reg_weight"] == value and type(recbole["reg_weight"]) is type(value)
+
+
+@pytest.mark.parametrize("text", ["SimpleX", "[20,60)", "MRR@10", "ml-100k", "id", "__import__('os')", "1j"])
+def test_strings_that_are_no_plain_literal_stay_strings(text):
+    assert parse_settings({"model": "SimpleX", "x": text})[1]["x"] == text

@@ -46,10 +46,51 @@ class DataBundle:
         return self.train_parts[-1].dataset
 
 
+def benchmark_parts(config):
+    """The ``benchmark_filename`` parts (train, valid, test files), or None for one ``<dataset>.inter``."""
+    parts = config["benchmark_filename"]
+    return list(parts) if parts else None
+
+
+def inter_files(config):
+    """The interaction files RecBole reads: ``<dataset>.inter``, or ``<dataset>.<part>.inter`` per benchmark part
+    (the first part is the training set)."""
+    path, name = config["data_path"], config["dataset"]
+    parts = benchmark_parts(config)
+    if parts is None:
+        return [os.path.join(path, f"{name}.inter")]
+    return [os.path.join(path, f"{name}.{part}.inter") for part in parts]
+
+
 def dataset_files_present(config):
     """Whether RecBole will find the dataset's atomic files without downloading."""
-    path = config["data_path"]
-    return os.path.isfile(os.path.join(path, f"{config['dataset']}.inter"))
+    return all(os.path.isfile(path) for path in inter_files(config))
+
+
+def describe_eval_split(config):
+    """The journal's ``eval_split``: RecBole's split setting, or the benchmark files the split came from."""
+    parts = benchmark_parts(config)
+    return {"benchmark_filename": parts} if parts else config["eval_args"]["split"]
+
+
+def download_url(dataset):
+    """The URL RecBole downloads ``dataset`` from when its files are missing (its ``url.yaml``), or None."""
+    import recbole
+    import yaml
+
+    urls = Path(recbole.__file__).parent / "properties" / "dataset" / "url.yaml"
+    return (yaml.safe_load(urls.read_text()) or {}).get(dataset)
+
+
+def download_note(config):
+    """One line for ``--check`` when RecBole will download the dataset on the first run, else None."""
+    if dataset_files_present(config):
+        return None
+    url = download_url(config["dataset"])
+    if url is None:
+        return None
+    return (f"dataset '{config['dataset']}' is not in {os.path.abspath(config['data_path'])}: RecBole will "
+            f"download it from {url} on the first run")
 
 
 def dataset_class_for(config):
@@ -96,12 +137,26 @@ def build_dataset(config, reuse=True):
 
 def _load_dataset(config):
     where = os.path.abspath(config["data_path"])
+    url = None if dataset_files_present(config) else download_url(config["dataset"])
+    if url and os.path.isdir(where):  # RecBole downloads only when the dataset's folder does not exist
+        if os.listdir(where):
+            raise UserError(f"{where} exists without {config['dataset']}.inter, so RecBole will not download "
+                            f"{config['dataset']} into it", "move its files away, run once to download, then put "
+                            "them back (e.g. an item file you added)")
+        os.rmdir(where)  # left empty by a failed download
     try:
         return dataset_class_for(config)(config)
     except (urllib.error.URLError, OSError) as exc:
         if dataset_files_present(config):
             raise
         reason = getattr(exc, "reason", None) or exc
+        if url:
+            raise UserError(
+                f"dataset '{config['dataset']}' is not in {where} and RecBole could not download it from {url} "
+                f"({reason})",
+                f"run once with network access, or unzip that file into {where} and name its files "
+                f"{config['dataset']}.inter, ...",
+            ) from None
         raise UserError(
             f"dataset '{config['dataset']}' is not in {where} and could not be downloaded ({reason})",
             f"put the atomic files ({config['dataset']}.inter, .user, .item) in {where} or set data_path",

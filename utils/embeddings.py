@@ -335,35 +335,50 @@ def align_rows(ids, matrix, tokens, by=ALIGN_RECBOLE, missing="error", source="p
             raise UserError(f"{source}: id '{key}' appears twice")
         position[key] = row
     tokens = [str(t) for t in tokens]
-    if ALIGNMENTS[by] == ALIGN_SORTED:
-        ordered = sorted(position, key=_sort_key)
-        if ordered != tokens:
-            logger.warning(
-                "%s: by '%s' stacks profiles sorted by raw id, which does not follow RecBole's internal ids for "
-                "this dataset; rows will belong to the wrong users unless the files were made that way",
-                source, by,
-            )
-        aligned = matrix[[position[key] for key in ordered]]
+    extra = len(position) - len(position.keys() & set(tokens))
+    if ALIGNMENTS[by] == ALIGN_SORTED and not extra:
+        aligned = _sorted_rows(position, matrix, tokens, by, source)
     else:
-        rows = np.fromiter((position.get(t, -1) for t in tokens), dtype=np.int64, count=len(tokens))
-        absent = rows < 0
-        if absent.any():
-            examples = ", ".join(t for t, a in zip(tokens, absent, strict=True) if a)
-            if missing != "zero":
-                raise UserError(
-                    f"{source}: profiles miss {int(absent.sum())} of {len(tokens)} ids in the dataset "
-                    f"(e.g. {', '.join(examples.split(', ')[:5])})",
-                    "make profiles for every user, or set llm_config.missing_profiles: zero to use zero rows",
-                )
-            logger.warning("%s: %d of %d ids have no profile; their rows are zero", source, absent.sum(), len(tokens))
-        extra = len(position) - int((~absent).sum())
         if extra:
-            logger.info("%s: %d profiles belong to ids not in the dataset and are left out", source, extra)
-        aligned = matrix[np.where(absent, 0, rows)]
-        aligned[absent] = 0.0
+            logger.warning(
+                "%s: %d of %d profiles are of ids the dataset does not keep (filtered out or absent) and are not "
+                "used; rows are picked by id in RecBole's order%s", source, extra, len(position),
+                f" (by: {by} would misalign them, as the original tool did)" if ALIGNMENTS[by] == ALIGN_SORTED else "",
+            )
+        aligned = _rows_by_id(position, matrix, tokens, missing, source)
     aligned = np.ascontiguousarray(aligned, dtype=np.float32)
     check_finite(aligned, source)
     return torch.from_numpy(aligned)
+
+
+def _sorted_rows(position, matrix, tokens, by, source):
+    """Profiles stacked sorted by raw id (the legacy alignment), warning when that is not RecBole's order."""
+    ordered = sorted(position, key=_sort_key)
+    if ordered != tokens:
+        logger.warning(
+            "%s: by '%s' stacks profiles sorted by raw id, which does not follow RecBole's internal ids for "
+            "this dataset; rows will belong to the wrong users unless the files were made that way",
+            source, by,
+        )
+    return matrix[[position[key] for key in ordered]]
+
+
+def _rows_by_id(position, matrix, tokens, missing, source):
+    """One row per dataset id in RecBole's order, picked by id; ids without a profile are an error or zero rows."""
+    rows = np.fromiter((position.get(t, -1) for t in tokens), dtype=np.int64, count=len(tokens))
+    absent = rows < 0
+    if absent.any():
+        examples = [t for t, a in zip(tokens, absent, strict=True) if a][:5]
+        if missing != "zero":
+            raise UserError(
+                f"{source}: profiles miss {int(absent.sum())} of {len(tokens)} ids in the dataset "
+                f"(e.g. {', '.join(examples)})",
+                "make profiles for every user, or set llm_config.missing_profiles: zero to use zero rows",
+            )
+        logger.warning("%s: %d of %d ids have no profile; their rows are zero", source, absent.sum(), len(tokens))
+    aligned = matrix[np.where(absent, 0, rows)]
+    aligned[absent] = 0.0
+    return aligned
 
 
 def profiles_to_matrix(profiles, tokens, by=ALIGN_RECBOLE, missing="error", source="profiles"):
@@ -457,17 +472,38 @@ def load_float_matrix(path):
     return matrix
 
 
-def reduce_matrix(matrix, dimension, method="pca", seed=0):
-    """Reduce ``[n, d]`` to ``[n, dimension]`` with PCA (always available) or UMAP (with umap-learn installed).
+def pca_torch(matrix, dimension, device):
+    """PCA by an exact SVD on ``device`` (float64), each component's sign fixed as scikit-learn fixes it (its
+    largest loading positive), so a GPU gives the CPU's result up to rounding.
 
     Returns:
-        (torch.Tensor, str): the reduced float32 matrix and the method actually used.
+        torch.Tensor: ``[n, dimension]`` float64, on the CPU.
+    """
+    values = matrix.to(device=device, dtype=torch.float64)
+    values = values - values.mean(dim=0, keepdim=True)
+    _, _, vt = torch.linalg.svd(values, full_matrices=False)
+    components = vt[:dimension]
+    signs = torch.sign(components.gather(1, components.abs().argmax(dim=1, keepdim=True)))
+    return (values @ (components * signs).T).cpu()
+
+
+def reduce_matrix(matrix, dimension, method="umap", seed=0, device=None):
+    """Reduce ``[n, d]`` to ``[n, dimension]`` with UMAP (the original tool's reduction) or PCA.
+
+    PCA runs on ``device`` when that is a GPU (scikit-learn's on the CPU otherwise); umap-learn has no GPU code, so
+    UMAP always runs on the CPU.
+
+    Returns:
+        (torch.Tensor, str): the reduced float32 matrix and the method actually used ('pca on cuda:0', 'pca', 'umap').
     """
     n, width = matrix.shape
     if not isinstance(dimension, int) or isinstance(dimension, bool) or not 1 <= dimension <= min(n, width):
         raise UserError(f"reduce_dim: dimension {dimension!r} must be an integer in [1, {min(n, width)}]")
     values = matrix.double().numpy()
-    if method == "pca":
+    if method == "pca" and device is not None and torch.device(device).type == "cuda":
+        reduced = pca_torch(matrix, dimension, device).numpy()
+        method = f"pca on {torch.device(device)}"
+    elif method == "pca":
         from sklearn.decomposition import PCA
 
         reduced = PCA(n_components=dimension, random_state=seed).fit_transform(values)
@@ -477,9 +513,10 @@ def reduce_matrix(matrix, dimension, method="pca", seed=0):
         except ImportError:
             raise UserError(
                 "reduce_dim: method 'umap' needs umap-learn, which is not installed",
-                "pip install 'umap-learn' (the 'umap' extra of this project), or use method: pca",
+                "install the project's dependencies (make), or use method: pca",
             ) from None
-        reduced = umap.UMAP(n_components=dimension, random_state=seed).fit_transform(values)
+        # seeded, hence single-threaded (UMAP would otherwise override n_jobs itself, with a warning)
+        reduced = umap.UMAP(n_components=dimension, random_state=seed, n_jobs=1).fit_transform(values)
     else:
         raise UserError(f"reduce_dim: unknown method '{method}'", "use pca or umap")
     reduced = torch.from_numpy(np.ascontiguousarray(reduced, dtype=np.float32))

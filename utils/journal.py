@@ -80,6 +80,7 @@ class JournalRecord:
         self.values = {"subdir": subdir, "config": Path(config_file).name}
         self._stamp("start")
         self.parts = []
+        self.declared = set()  # parts whose columns the row always has, reached or not
         self.train_part = 0
 
     def _stamp(self, which):
@@ -89,6 +90,11 @@ class JournalRecord:
 
     def set(self, column, value):
         self.values[column] = value
+
+    def declare_parts(self, parts):
+        """Always write these parts' column groups (empty where a run stops before reaching them), as the
+        original tool did: a journal's columns then do not depend on how far its first experiment got."""
+        self.declared.update(parts)
 
     def select_part(self, part):
         self.train_part = part
@@ -120,7 +126,7 @@ class JournalRecord:
 
     def columns(self):
         columns = list(BASE_COLUMNS)
-        for part in sorted(self.parts) or [0]:
+        for part in sorted(set(self.parts) | self.declared) or [0]:
             columns += part_columns(part)
         return columns + EXTRA_COLUMNS
 

@@ -1,23 +1,17 @@
-"""A small client for an OpenAI-compatible HTTP API: chat completions, embeddings, cached descriptions.
+"""Chat completions and embeddings from an OpenAI-compatible API through the official ``openai`` package.
 
-Works with OpenAI and with local servers (vLLM, Ollama, llama.cpp) that speak the same ``/v1`` API. Only the
-standard library talks HTTP. Transient failures (connection errors, HTTP 408, 409, 429 and 5xx) are retried with
-exponential backoff; everything else that goes wrong with the server is reported as a one-line ``UserError``.
-
-``write_descriptions`` asks for one description per entity and appends each one, as soon as it is finished, to a
-JSONL cache, so that a run killed half way resumes where it stopped.
+The package speaks to OpenAI, vLLM, Ollama, LM Studio, llama.cpp and any compatible server (``base_url``), and
+does the HTTP, the retries with backoff (connection errors, 408, 409, 429, 5xx; Retry-After honoured) and the
+timeouts. This module adds only what it does not do: one-line errors with a hint (401/403, 404, ... and the final
+failure after the retries), bounded concurrency over many profiles, and a per-id JSONL cache of finished
+descriptions, so that a run killed half way resumes where it stopped.
 """
 
 import hashlib
-import http.client
 import json
 import logging
 import os
-import socket
 import threading
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -28,35 +22,36 @@ from .errors import UserError
 
 logger = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({408, 409, 429})  # and every 5xx
-MAX_WAIT_S = 30.0  # cap on one wait between tries, Retry-After included
+OPTIONS = ("base_url", "model", "embedding_model", "api_key_env", "timeout", "max_retries", "concurrency",
+           "temperature", "max_tokens")
 ERROR_TEXT_CHARS = 200
-CONNECTION_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout, http.client.HTTPException)
+HINTS = {
+    400: "check the model name and the request parameters (max_tokens, temperature)",
+    404: "check base_url (usually ending in /v1) and the model name",
+    422: "check the model name and the request parameters (max_tokens, temperature)",
+}
 
 
 class LLMClient:
-    """Client for the chat-completion and embedding endpoints of an OpenAI-compatible API.
+    """The chat-completion and embedding endpoints of an OpenAI-compatible API.
 
     Args:
-        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1`` (a trailing slash is dropped).
+        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1`` (vLLM), ``http://127.0.0.1:11434/v1`` (Ollama).
         model: the chat model used by ``complete``.
         embedding_model: the model used by ``embed``.
-        api_key_env: name of the environment variable holding the API key, read at request time; when it is
-            unset no ``Authorization`` header is sent (local servers need none).
+        api_key_env: the environment variable holding the API key, read at each request; when it is unset no
+            ``Authorization`` header is sent (local servers need none).
         timeout: seconds to wait for one HTTP response.
-        max_retries: retries after the first try of a request that failed transiently.
-        backoff: first wait in seconds; the wait before retry k+1 is ``backoff * 2**k`` (at least the server's
-            numeric ``Retry-After``), capped at ``MAX_WAIT_S``.
+        max_retries: the package's retries after a first try that failed transiently.
         concurrency: most requests in flight at once in ``write_descriptions``.
-        temperature: sampling temperature of completions.
-        max_tokens: most tokens in one completion.
+        temperature, max_tokens: sampling settings of completions.
 
     Raises:
-        UserError: a base_url that is not http(s), or a concurrency below 1 or negative max_retries.
+        UserError: a base_url that is not http(s), a concurrency below 1 or negative max_retries.
     """
 
     def __init__(self, base_url, model=None, embedding_model=None, api_key_env="OPENAI_API_KEY",
-                 timeout=60.0, max_retries=5, backoff=1.0, concurrency=4, temperature=0.0, max_tokens=400):
+                 timeout=60.0, max_retries=5, concurrency=4, temperature=0.0, max_tokens=400):
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise UserError(f"LLM base_url must start with http:// or https://, got {base_url!r}",
                             "e.g. http://127.0.0.1:8000/v1")
@@ -64,52 +59,40 @@ class LLMClient:
             raise UserError(f"LLM concurrency must be at least 1, got {concurrency!r}")
         if int(max_retries) < 0:
             raise UserError(f"LLM max_retries must be 0 or more, got {max_retries!r}")
+        import openai
+
         self.base_url = base_url.rstrip("/")
-        self.model = model
-        self.embedding_model = embedding_model
-        self.api_key_env = api_key_env
-        self.timeout = float(timeout)
-        self.max_retries = int(max_retries)
-        self.backoff = float(backoff)
-        self.concurrency = int(concurrency)
-        self.temperature = temperature
-        self.max_tokens = max_tokens
+        self.model, self.embedding_model, self.api_key_env = model, embedding_model, api_key_env
+        self.max_retries, self.concurrency = int(max_retries), int(concurrency)
+        self.temperature, self.max_tokens = temperature, max_tokens
+        # the key travels in a per-request header (see _auth), so the client's own key is never sent
+        self._openai = openai.OpenAI(base_url=self.base_url, api_key="unused", timeout=float(timeout),
+                                     max_retries=self.max_retries)
 
     def complete(self, prompt, system=None):
-        """One chat completion.
-
-        Args:
-            prompt: the user message.
-            system: an optional system message sent before it.
-
-        Returns:
-            str: ``choices[0].message.content`` of the reply, stripped.
-
-        Raises:
-            UserError: no model set, a failed request, or a reply without that content.
-        """
+        """One chat completion; returns ``choices[0].message.content``, stripped."""
         if not self.model:
             raise UserError("no chat model set for the LLM client", "pass model=... (the name the server serves)")
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
-        payload = {"model": self.model, "messages": messages, "temperature": self.temperature,
-                   "max_tokens": self.max_tokens}
-        url, reply = self._post("chat/completions", payload)
-        return _completion_text(url, reply)
+        reply = self._call("chat/completions", self._openai.chat.completions.create, model=self.model,
+                           messages=messages, temperature=self.temperature, max_tokens=self.max_tokens)
+        try:
+            content = reply.choices[0].message.content
+        except (AttributeError, IndexError, TypeError):
+            raise UserError(f"POST {self.base_url}/chat/completions: the reply has no choices[0].message.content",
+                            "check that the server speaks the OpenAI chat-completions API") from None
+        if not isinstance(content, str):
+            raise UserError(f"POST {self.base_url}/chat/completions: choices[0].message.content is "
+                            f"{type(content).__name__}, not text",
+                            "a reasoning model may have spent max_tokens before answering: raise max_tokens")
+        return content.strip()
 
     def embed(self, texts, batch_size=64, progress=False):
-        """Embed texts, ``batch_size`` of them per request.
-
-        Args:
-            texts: a sequence of strings (not a single string).
-            batch_size: texts per request.
-            progress: show a tqdm bar over the batches.
+        """Embed texts, ``batch_size`` per request.
 
         Returns:
             numpy.ndarray: float32 ``[len(texts), d]``, row i embedding ``texts[i]``.
-
-        Raises:
-            UserError: no embedding model set, a failed request, or a reply of the wrong shape.
         """
         if not self.embedding_model:
             raise UserError("no embedding model set for the LLM client",
@@ -128,68 +111,73 @@ class LLMClient:
 
     def _embed_batch(self, batch):
         """One embeddings request; rows put back in input order by their ``index``."""
-        url, reply = self._post("embeddings", {"model": self.embedding_model, "input": batch})
-        return _embedding_rows(url, reply, len(batch))
+        reply = self._call("embeddings", self._openai.embeddings.create, model=self.embedding_model, input=batch)
+        where = f"POST {self.base_url}/embeddings"
+        data = getattr(reply, "data", None)
+        if not isinstance(data, list) or len(data) != len(batch):
+            got = f"{len(data)} items" if isinstance(data, list) else "no data list"
+            raise UserError(f"{where}: expected {len(batch)} embeddings in data, got {got}")
+        if not all(isinstance(item.index, int) and isinstance(item.embedding, list) for item in data):
+            raise UserError(f"{where}: an item of data lacks an integer index or an embedding list")
+        items = sorted(data, key=lambda item: item.index)
+        if [item.index for item in items] != list(range(len(batch))):
+            raise UserError(f"{where}: data indices are not 0..{len(batch) - 1}")
+        if len({len(item.embedding) for item in items}) != 1:
+            raise UserError(f"{where}: embeddings in one reply have different lengths")
+        return np.asarray([item.embedding for item in items], dtype=np.float32)
 
-    def _post(self, path, payload):
-        """POST JSON to ``{base_url}/{path}``, retrying transient failures.
+    def _call(self, path, create, **request):
+        """One request through the package (which retries); its failures become one-line UserErrors."""
+        import openai
 
-        Returns:
-            tuple: (url, the decoded JSON reply).
-        """
         url = f"{self.base_url}/{path}"
-        body = json.dumps(payload).encode("utf-8")
-        for attempt in range(self.max_retries + 1):
-            try:
-                return url, self._send(url, body)
-            except urllib.error.HTTPError as exc:
-                status, text, retry_after = exc.code, _error_text(exc), _retry_after(exc.headers)
-                if not _retryable(status):
-                    raise UserError(f"POST {url} failed: HTTP {status}: {text}", self._hint(status)) from None
-                problem = f"HTTP {status}: {text}"
-            except CONNECTION_ERRORS as exc:
-                problem, retry_after = f"connection error: {_reason(exc)}", None
-            if attempt == self.max_retries:
-                tries = "1 try" if attempt == 0 else f"{attempt + 1} tries"
-                raise UserError(f"POST {url} failed after {tries}: {problem}",
-                                _exhausted_hint(problem)) from None
-            wait = self._wait(attempt, retry_after)
-            logger.warning("POST %s: %s; retry %d of %d in %.2f s", url, problem, attempt + 1, self.max_retries, wait)
-            time.sleep(wait)
-        raise AssertionError("unreachable")
-
-    def _send(self, url, body):
-        """One POST; returns the decoded JSON reply (HTTP and connection errors propagate)."""
-        request = urllib.request.Request(url, data=body, headers=self._headers(), method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            raw = response.read()
+        tries = "1 try" if self.max_retries == 0 else f"{self.max_retries + 1} tries"
         try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError(f"POST {url}: the reply is not JSON: {_clip(raw.decode('utf-8', 'replace'))}",
+            return create(**request, extra_headers=self._auth())
+        except openai.APIStatusError as exc:
+            status, text = exc.status_code, _error_text(exc)
+            if _retried(status):
+                raise UserError(f"POST {url} failed after {tries}: HTTP {status}: {text}",
+                                "the server kept failing; try again later or lower concurrency") from None
+            raise UserError(f"POST {url} failed: HTTP {status}: {text}", self._hint(status)) from None
+        except openai.APIConnectionError as exc:  # timeouts included
+            cause = exc.__cause__ or exc
+            reason = _clip(f"{type(cause).__name__}: {cause}")
+            raise UserError(f"POST {url} failed after {tries}: connection error: {reason}",
+                            "check that the server is running and that base_url is right") from None
+        except (openai.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"POST {url}: the reply is not what the API returns: {_clip(exc)}",
                             "check that base_url points at an OpenAI-compatible API (usually ending in /v1)") from None
 
-    def _headers(self):
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
+    def _auth(self):
+        """The Authorization header for this request: the key from the environment, or none at all."""
+        import openai
 
-    def _wait(self, attempt, retry_after):
-        """Seconds to wait before retry ``attempt + 1``: exponential, at least Retry-After, capped."""
-        return min(max(self.backoff * 2 ** attempt, retry_after or 0.0), MAX_WAIT_S)
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        return {"Authorization": f"Bearer {key}" if key else openai.omit}
 
     def _hint(self, status):
-        """How to fix a non-retryable HTTP error."""
         if status in (401, 403):
             state = "set" if self.api_key_env and os.environ.get(self.api_key_env) else "not set"
             return f"check the API key in the environment variable {self.api_key_env} (now {state})"
-        if status == 404:
-            return "check base_url (usually ending in /v1) and the model name"
-        if status in (400, 422):
-            return "check the model name and the request parameters (max_tokens, temperature)"
-        return None
+        return HINTS.get(status)
+
+
+def _retried(status):
+    """The statuses the package retries (so a failure with one of them came after every try)."""
+    return status in (408, 409, 429) or status >= 500
+
+
+def _error_text(exc):
+    """The server's ``error.message`` when the body has one, else the package's message."""
+    body = exc.body
+    message = body.get("message") if isinstance(body, dict) else body
+    return _clip(message if isinstance(message, str) and message else exc.message)
+
+
+def _clip(text):
+    """One line of at most ERROR_TEXT_CHARS characters."""
+    return " ".join(str(text).split())[:ERROR_TEXT_CHARS]
 
 
 def write_descriptions(client, prompts, cache_path, system=None, progress=True):
@@ -318,81 +306,3 @@ def _ends_without_newline(path):
             return False
         fh.seek(-1, os.SEEK_END)
         return fh.read(1) != b"\n"
-
-
-def _completion_text(url, reply):
-    """``choices[0].message.content`` of a chat reply, stripped."""
-    try:
-        content = reply["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise UserError(f"POST {url}: the reply has no choices[0].message.content: {_clip(json.dumps(reply))}",
-                        "check that the server speaks the OpenAI chat-completions API") from None
-    if not isinstance(content, str):
-        raise UserError(f"POST {url}: choices[0].message.content is {type(content).__name__}, not text",
-                        "a reasoning model may have spent max_tokens before answering: raise max_tokens")
-    return content.strip()
-
-
-def _embedding_rows(url, reply, expected):
-    """The ``data[*].embedding`` vectors of an embeddings reply as float32 rows, sorted by ``index``."""
-    data = reply.get("data") if isinstance(reply, dict) else None
-    if not isinstance(data, list) or len(data) != expected:
-        got = f"{len(data)} items" if isinstance(data, list) else "no data list"
-        raise UserError(f"POST {url}: expected {expected} embeddings in data, got {got}")
-    if not all(isinstance(item, dict) and isinstance(item.get("index"), int) and isinstance(item.get("embedding"), list)
-               for item in data):
-        raise UserError(f"POST {url}: an item of data lacks an integer index or an embedding list")
-    items = sorted(data, key=lambda item: item["index"])
-    if [item["index"] for item in items] != list(range(expected)):
-        raise UserError(f"POST {url}: data indices are not 0..{expected - 1}")
-    if len({len(item["embedding"]) for item in items}) != 1:
-        raise UserError(f"POST {url}: embeddings in one reply have different lengths")
-    return np.asarray([item["embedding"] for item in items], dtype=np.float32)
-
-
-def _retryable(status):
-    return status in RETRY_STATUSES or 500 <= status <= 599
-
-
-def _retry_after(headers):
-    """A numeric Retry-After header in seconds, else None (HTTP dates are ignored)."""
-    try:
-        value = float(headers.get("Retry-After")) if headers else None
-    except (TypeError, ValueError):
-        return None
-    return value if value is not None and value >= 0 else None
-
-
-def _error_text(exc):
-    """The server's error text: ``error.message`` of a JSON body, else the body itself, clipped."""
-    try:
-        raw = exc.read().decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException):
-        raw = ""
-    finally:
-        exc.close()
-    try:
-        body = json.loads(raw)
-        error = body.get("error") if isinstance(body, dict) else None
-        message = error.get("message") if isinstance(error, dict) else error
-        text = message if isinstance(message, str) and message else raw
-    except json.JSONDecodeError:
-        text = raw
-    return _clip(text or exc.reason or "")
-
-
-def _reason(exc):
-    """The cause of a connection error, as text."""
-    reason = getattr(exc, "reason", None) or exc
-    return _clip(f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__)
-
-
-def _exhausted_hint(problem):
-    if problem.startswith("connection error"):
-        return "check that the server is running and that base_url is right"
-    return "the server kept failing; try again later or lower concurrency"
-
-
-def _clip(text):
-    """One line of at most ERROR_TEXT_CHARS characters."""
-    return " ".join(str(text).split())[:ERROR_TEXT_CHARS]

@@ -30,10 +30,10 @@ def run_in_worker(path, cwd, threads):
     from utils.experiment import run_experiment
 
     torch.set_num_threads(threads)
-    overrides = {}
     gpus = ray.get_gpu_ids()
-    if gpus:  # RecBole sets CUDA_VISIBLE_DEVICES from gpu_id itself: give it the GPUs Ray assigned
-        overrides = {"gpu_id": ",".join(str(int(g)) for g in gpus), "use_gpu": True}
+    # RecBole sets CUDA_VISIBLE_DEVICES from gpu_id itself: give it the GPUs Ray assigned, and none when Ray
+    # assigned none (--gpus-per-experiment 0), so that experiments do not all land on GPU 0 unaccounted
+    overrides = {"gpu_id": ",".join(str(int(g)) for g in gpus), "use_gpu": bool(gpus)}
     log = Path(cwd) / "log" / "runs" / f"{Path(path).stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.out"
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()

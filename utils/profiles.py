@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .data import inter_files
 from .encoders import encode
 from .errors import UserError
 
@@ -86,8 +87,7 @@ def split_fingerprint(history):
 
 def with_ratings(history, config, fields):
     """Add ``rating`` and ``time`` from the raw interaction file (RecBole may have turned ratings into labels)."""
-    path = atomic_path(config, "inter")
-    raw = read_atomic(path)
+    raw = read_atomic(inter_files(config)[0])  # with benchmark files, the training file only
     uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
     keep = {uid: "user", iid: "item"}
     if fields.rating in raw:
@@ -110,6 +110,22 @@ def optional_atomic(config, suffix):
     """The dataset's ``.user`` / ``.item`` file as a frame, or None when the dataset has none."""
     path = atomic_path(config, suffix)
     return read_atomic(path) if path.is_file() else None
+
+
+def item_text_note(config, fields):
+    """One line when the dataset has no item text for profiles to name (e.g. RecBole's Amazon ratings files),
+    else None."""
+    path = atomic_path(config, "item")
+    if path.is_file():
+        with open(path, encoding="utf-8") as fh:
+            columns = {column.split(":")[0] for column in fh.readline().rstrip("\n").split("\t")}
+        if {fields.title, fields.genres} & columns:
+            return None
+        what = f"{path.name} has no {fields.title} or {fields.genres} column"
+    else:
+        what = f"no {path.name}"
+    return (f"profiles: {config['dataset']} has no item text ({what}): profiles name {fields.noun}s by id and "
+            "describe only how many, how well and when they were rated (README, 'Item metadata', adds titles)")
 
 
 def item_table(config, fields):
@@ -312,6 +328,13 @@ class ProfileSpec:
             raise UserError(f"build_profiles: on_other_split must be rebuild or refuse, got {self.on_other_split!r}")
         if not self.to.endswith(".json") or "/" in self.to:
             raise UserError(f"build_profiles: to must be a .json file name, got {self.to!r}")
+        from .llm_client import OPTIONS
+
+        if not isinstance(self.llm, dict):
+            raise UserError(f"build_profiles: llm must be a mapping, got {self.llm!r}", "e.g. llm: {base_url: ...}")
+        unknown = sorted(set(self.llm) - set(OPTIONS))
+        if unknown:
+            raise UserError(f"build_profiles.llm: unknown key(s) {unknown}", f"known keys: {', '.join(OPTIONS)}")
         if (self.source == "llm" or self.encoder == "openai") and not self.llm.get("base_url"):
             raise UserError("build_profiles: source llm / encoder openai need llm: {base_url: ...}",
                             "an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
@@ -413,7 +436,8 @@ def build_profiles(spec, config, data, folder, progress=True):
     else:
         descriptions = [texts[i] for i in ids]
     written = time.time()
-    vectors = encode(descriptions, spec.encoder, dim=spec.dim, seed=config["seed"], client=client, progress=progress)
+    vectors = encode(descriptions, spec.encoder, dim=spec.dim, seed=config["seed"], client=client, progress=progress,
+                     device=config["device"])
     profiles = [
         {"id": i, "description": d, "prompt": prompts[i], "embedding": [round(float(x), 7) for x in v], **extras[i]}
         for i, d, v in zip(ids, descriptions, vectors, strict=True)
@@ -421,6 +445,7 @@ def build_profiles(spec, config, data, folder, progress=True):
     _write_json(out, profiles)
     meta = {
         **spec.identity(),
+        "note": item_text_note(config, spec.fields),
         "file": spec.to,
         "count": len(profiles),
         "dim": int(vectors.shape[1]),
@@ -460,7 +485,7 @@ def ensure_profiles(spec, config, data, folder, say=print):
     out = Path(folder) / spec.to
     if not out.is_file():
         say(f"llm_config: building {spec.entity} profiles ({spec.source} + {spec.encoder}) -> {out}")
-        build_profiles(spec, config, data, folder)
+        _say_note(build_profiles(spec, config, data, folder), say)
         return "built"
     meta = read_meta(out)
     history = training_history(data)
@@ -483,5 +508,10 @@ def ensure_profiles(spec, config, data, folder, say=print):
             "set build_profiles.on_other_split: rebuild, or build them with make_profiles.py --config <this file>",
         )
     say(f"llm_config: {out.name} was built from {why}: rebuilding")
-    build_profiles(spec, config, data, folder)
+    _say_note(build_profiles(spec, config, data, folder), say)
     return "rebuilt"
+
+
+def _say_note(meta, say):
+    if meta.get("note"):
+        say(f"llm_config: {meta['note']}")

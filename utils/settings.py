@@ -4,6 +4,7 @@ An experiment file is one mapping. The keys below belong to this tool; every oth
 goes to RecBole's ``Config`` unchanged.
 """
 
+import ast
 import difflib
 import re
 from dataclasses import dataclass, field
@@ -192,9 +193,35 @@ def parse_steps(raw):
     return steps
 
 
+_LITERAL_TYPES = (int, float, list, tuple, dict, bool, type(None))
+
+
+def literal_value(text):
+    """What RecBole's ``Config`` makes of a string setting, by safe literal parsing instead of its ``eval``.
+
+    YAML 1.1 reads ``1e-5`` (no dot) as the string '1e-5'; RecBole turns such strings into numbers, lists, dicts,
+    booleans or None, and models rely on that (SimpleX indexes with ``reg_weight``). A string that is no literal
+    (a name, an interval such as '[450,500)') stays a string; 'true' / 'false' in any case become booleans, as in
+    RecBole.
+    """
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        lowered = text.strip().lower()
+        return {"true": True, "false": False}.get(lowered, text)
+    return value if isinstance(value, _LITERAL_TYPES) else text
+
+
+def convert_literals(recbole):
+    """The RecBole part with its top-level string literals converted (see :func:`literal_value`)."""
+    return {key: literal_value(value) if isinstance(value, str) else value for key, value in recbole.items()}
+
+
 def parse_settings(raw):
-    """Split an experiment mapping into (our :class:`Settings`, the RecBole settings dict), checking ours."""
-    recbole = {k: v for k, v in raw.items() if k not in DISTIL_KEYS}
+    """Split an experiment mapping into (our :class:`Settings`, the RecBole settings dict), checking ours.
+
+    String literals of the RecBole part are converted as RecBole would (:func:`convert_literals`)."""
+    recbole = convert_literals({k: v for k, v in raw.items() if k not in DISTIL_KEYS})
     settings = Settings(
         llm_config=parse_llm_config(raw.get("llm_config")),
         scenario=parse_steps(raw.get("scenario")),

@@ -9,6 +9,7 @@ order costs seconds, not a night of training.
 import copy
 import difflib
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -307,7 +308,7 @@ def _wrap_model(run, params):
 
 def _reduce_dim(run, params):
     source, target = run.embedding_path(params["file_in"]), run.embedding_path(params["file_out"])
-    method = params.get("method", "pca")
+    method = params.get("method", "umap")  # the original tool's reduction when no method is named
     if target.exists() and not params.get("overwrite", True):
         say(f"    kept {target}: it exists and overwrite is false")
         run.record.add_part("reduce_dim", {"file_out": params["file_out"], "method": "kept"})
@@ -316,7 +317,12 @@ def _reduce_dim(run, params):
         raise UserError(f"reduce_dim input not found: {source.resolve()}",
                         "create it first (preprocess_from_json, preprocess_random or make_profiles.py)")
     matrix = load_float_matrix(source)
-    reduced, used = reduce_matrix(matrix, params["dimension"], method, seed=run.config["seed"])
+    if "method" not in params:
+        say("    no method named: UMAP, as in the original tool (method: pca for PCA)")
+    if method == "umap" and "umap" not in sys.modules:
+        say("    importing umap-learn: the first import in a process compiles with numba (about 30-60 s)")
+    reduced, used = reduce_matrix(matrix, params["dimension"], method, seed=run.config["seed"],
+                                   device=run.config["device"])
     save_tensor(reduced, target)
     run.record.add_part("reduce_dim", {"file_in": params["file_in"], "file_out": params["file_out"],
                                        "dimension": params["dimension"], "method": used})
@@ -588,7 +594,7 @@ COMMANDS = {
         Command("reduce_dim", _reduce_dim,
                 mapping(required={"file_in": str, "file_out": str, "dimension": int},
                         optional={"overwrite": bool, "method": ("one of", "pca", "umap")}),
-                "reduce an embedding matrix (PCA, or UMAP when installed)"),
+                "reduce an embedding matrix (UMAP by default, as the original tool; or PCA)"),
         Command("wrap_model", _wrap_model,
                 mapping(required={"distil_loss": str},
                         optional={"users_emb_file": str, "items_emb_file": str, "particular": bool}, open_=True),

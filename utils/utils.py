@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 from recbole.config import Config
 
+from .device import choose_device
 from .errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -173,6 +174,13 @@ class ExperimentConfig(Config):
     def _load_cmd_line(self):
         return dict(self._overrides)
 
+    def _init_device(self):
+        """RecBole's device setup, except that ``use_gpu: False`` is honoured (RecBole 1.2.1 ignores it)."""
+        super()._init_device()
+        if self.final_config_dict.get("single_spec", True):
+            self.final_config_dict["device"] = choose_device(self.final_config_dict.get("use_gpu"),
+                                                             self.final_config_dict.get("gpu_id"))
+
 
 def recbole_setting_names():
     """Every setting name RecBole itself knows: its argument lists and every key of its bundled YAML files."""
@@ -274,12 +282,14 @@ def get_model_class(name):
 
 
 def _loss_classes(module):
+    """The usable loss classes defined or imported in ``module``: base classes (``base = True`` in their own
+    body) are left out, so they are neither found by name nor offered as choices."""
     from models.losses import DistilLoss
 
     return {
         attr: value
         for attr, value in vars(module).items()
-        if isinstance(value, type) and issubclass(value, DistilLoss) and value is not DistilLoss
+        if isinstance(value, type) and issubclass(value, DistilLoss) and not vars(value).get("base", False)
     }
 
 

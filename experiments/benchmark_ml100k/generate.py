@@ -19,7 +19,6 @@ TUNING_SEEDS = [11, 12, 13]  # tuning never sees the benchmark's seeds, hence ne
 
 COMMON = {
     "dataset": "ml-100k",
-    "use_gpu": False,
     "show_progress": False,
     "reproducibility": True,
     "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
@@ -127,7 +126,7 @@ def scenario(model, variant, seed, epochs, distil, test):
         reduced = f"user_{kind}{width}_rs_s{seed}.pt"
         source = PROFILES[kind][1].format(seed=seed)
         steps += [
-            {"reduce_dim": {"file_in": source, "file_out": reduced, "dimension": width}},
+            {"reduce_dim": {"file_in": source, "file_out": reduced, "dimension": width, "method": "pca"}},
             {"wrap_model": {"distil_loss": distil["loss"], "users_emb_file": reduced, "particular": True,
                             **distil.get("params", {})}},
             {"set_outputs": [distil["layer"]]},
