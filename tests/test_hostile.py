@@ -129,6 +129,11 @@ def set_config_valid_metric(root):
     return [str(path)], path.name, "'bogus@10'"
 
 
+def kar_profile_outside(root):
+    path = experiment(root, model="AutoIntKar", user_profile_json="../../../outside/p.json")
+    return [str(path), "--check"], path.name, "'../../../outside/p.json'"
+
+
 def journal_named(name):
     def setup(root):
         path = experiment(root, journal_name=name, seed_journal=False)
@@ -299,6 +304,7 @@ KINDS = [
     width_0_profiles, width_0_matrix,
     odd_profile_values("0.1", '"0.1"'), odd_profile_values(True, "true"), odd_profile_values([0.5], "[0.5]"),
     setting("seed", -1), setting("add_train_split", [float("inf"), 1.0], "[inf, 1.0]"),
+    setting("epochs", "-1", "-1"), setting("learning_rate", "-1e-3", "-0.001"), kar_profile_outside,
     llm_file("embedding_size", 10**9, "preprocess_random"), setting("distil_loss_weight", float("nan"), "nan"),
 ]  # fmt: skip
 
