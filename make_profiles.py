@@ -71,7 +71,7 @@ def main(argv=None):
         from utils.profiles import build_profiles
 
         started = time.time()
-        checked = check_experiment(args.config)
+        checked = check_experiment(args.config, outputs=False)  # writes profiles only: no journal, no checkpoint
         settings, config = checked.settings, checked.config
         spec = spec_from(args, settings.llm_config)
         config["state"] = "WARNING"

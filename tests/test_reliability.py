@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -84,12 +83,10 @@ def mistake_file(workdir, name):
 @pytest.mark.parametrize("name", list(MISTAKES))
 def test_each_mistake_is_one_line_exit_2_no_traceback_no_training(workdir, capsys, name):
     path = mistake_file(workdir, name)
-    started = time.time()
     assert run_exps.main([str(path)]) == 2
-    assert time.time() - started < 60
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 2 and errors[1].startswith("error: 1 of 1 experiment(s) failed")
+    assert len(errors) == 1  # one line per failure: no "1 of 1 experiment(s) failed" after it
     assert MISTAKES[name][2] in errors[0], errors[0]
     assert "Traceback" not in err and "training [time" not in err
     assert not (workdir / "saved").exists()
@@ -100,7 +97,7 @@ def test_a_mistake_from_the_command_line_is_one_line_on_stderr(workdir):
     done = subprocess.run([sys.executable, str(ROOT / "run_exps.py"), str(path)], cwd=workdir, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.count("error:") == 2 and "layer 42 is outside the model" in done.stderr
+    assert done.stderr.count("error:") == 1 and "layer 42 is outside the model" in done.stderr
 
 
 def test_check_trains_nothing_and_reports_every_broken_file(workdir, capsys):

@@ -229,7 +229,8 @@ def write_splits(data, experiment_file):
         columns = {}
         for field in (dataset.uid_field, dataset.iid_field):
             columns[field] = dataset.id2token(field, inter[field].numpy())
-        for field in (dataset.rating_field, dataset.time_field, dataset.label_field):
+        config = dataset.config  # a Dataset has uid_field/iid_field/time_field/label_field, but no rating_field
+        for field in (config["RATING_FIELD"], config["TIME_FIELD"], config["LABEL_FIELD"]):
             if field and field in inter and field not in columns and inter[field].dim() == 1:
                 columns[field] = inter[field].numpy()
         path = experiment_file.with_name(f"{experiment_file.stem}.{name}.tsv")

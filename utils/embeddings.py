@@ -38,8 +38,14 @@ def save_tensor(tensor, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(tensor, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(tensor, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise UserError(f"cannot write {path}: {reason}", "the embedding folder must be writable, with free space",
+                        ) from None
 
 
 def read_profiles(path):
@@ -56,12 +62,26 @@ def read_profiles(path):
             profiles = json.load(fh)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start})", "profile files are UTF-8 JSON") from None
+    except (ValueError, RecursionError) as exc:  # nesting too deep, an integer of thousands of digits
+        raise UserError(f"{path}: cannot read as JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(profiles, list):
         raise UserError(f"{path}: expected a JSON list of profiles, got {type(profiles).__name__}")
     for index, entry in enumerate(profiles):
         if not isinstance(entry, dict) or "id" not in entry or "embedding" not in entry:
             raise UserError(f"{path}: profile #{index} has no 'id' and 'embedding'", "each entry needs both keys")
     return profiles
+
+
+def _is_id(value):
+    """A profile id is a string or an integer (as JSON writes them; booleans are not ids)."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    """A JSON number: an int or a float, never a boolean, a string such as "0.1", null or a list."""
+    return type(value) in (int, float)
 
 
 def _sort_key(token):
@@ -73,17 +93,37 @@ def _ragged(source):
 
 
 def stack_embeddings(profiles, source="profiles"):
-    """(ids as strings, ``[n, d]`` float32 matrix) from profile dicts."""
+    """(ids as strings, ``[n, d]`` float32 matrix) from profile dicts.
+
+    Every embedding must be a flat list of JSON numbers of one length d >= 1: a nested list, a string ("0.1"), a
+    boolean or null is refused, never converted (the fast reader takes exactly the same inputs).
+    """
     if not profiles:
         raise UserError(f"{source}: the profile list is empty")
+    for index, entry in enumerate(profiles):
+        if not _is_id(entry["id"]):
+            raise UserError(f"{source}: profile #{index}: id must be a string or an integer, got {entry['id']!r}")
+        embedding = entry["embedding"]
+        if not isinstance(embedding, list) or not all(_is_number(v) for v in embedding):
+            bad = embedding if not isinstance(embedding, list) else next(v for v in embedding if not _is_number(v))
+            raise UserError(f"{source}: profile #{index} (id {entry['id']!r}): the embedding must be a flat list of "
+                            f"numbers, found {json.dumps(bad, default=str)[:60]}",
+                            "nested lists, quoted numbers, booleans and null are not embeddings")
     ids = [str(entry["id"]) for entry in profiles]
     try:
         matrix = np.asarray([entry["embedding"] for entry in profiles], dtype=np.float32)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise _ragged(source) from None
     if matrix.ndim != 2:
         raise _ragged(source)
+    check_width(matrix, source)
     return ids, matrix
+
+
+def check_width(matrix, source):
+    """Refuse a matrix without columns (empty embeddings: the distillation loss would be NaN)."""
+    if matrix.shape[1] < 1:
+        raise UserError(f"{source}: the embeddings are empty (width 0)", "profiles need at least one number each")
 
 
 def read_profile_matrix(path):
@@ -107,10 +147,28 @@ _BETWEEN_OBJECTS = re.compile(rb"\}\s*,\s*\{")
 CHUNK_BYTES = 64 << 20
 
 
+# An embedding list holding a '[' before its first ']': a nested list, which simdjson's as_buffer would flatten.
+_NESTED_EMBEDDING = re.compile(rb'"embedding"\s*:\s*\[[^\]]*\[')
+
+
+def _has_nested_embedding(path):
+    """Whether any embedding may hold a nested list (then the careful reader decides; a false alarm, e.g. such text
+    inside a description, only costs speed)."""
+    import mmap
+
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return False
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _NESTED_EMBEDDING.search(data) is not None
+
+
 def _read_with_simdjson(path):
     try:
         import simdjson
     except ImportError:
+        return None
+    if _has_nested_embedding(path):
         return None
     size = path.stat().st_size
     workers = _parse_workers(size)
@@ -216,11 +274,24 @@ class _RowSink:
 
         if not isinstance(document, simdjson.Array) or not len(document):
             raise ValueError("not a non-empty list")
-        self._reserve(len(document), len(document[0]["embedding"]), chunk_bytes)
+        first = document[0]["embedding"]
+        if not isinstance(first, simdjson.Array) or not len(first):
+            raise ValueError("not an embedding of width 1 or more")
+        self._reserve(len(document), len(first), chunk_bytes)
         matrix, row = self.matrix, self.count
         for entry in document:
-            matrix[row] = np.frombuffer(entry["embedding"].as_buffer(of_type="d"), dtype=np.float64)
-            self.ids.append(str(entry["id"]))
+            # as_buffer refuses strings, booleans and null; nested lists were ruled out before parsing
+            embedding = entry["embedding"]
+            if not isinstance(embedding, simdjson.Array):
+                raise TypeError("an embedding that is no list")
+            values = np.frombuffer(embedding.as_buffer(of_type="d"), dtype=np.float64)
+            if len(values) != matrix.shape[1]:
+                raise ValueError("ragged widths")
+            identifier = entry["id"]
+            if not _is_id(identifier):
+                raise TypeError("an id that is no string or integer")
+            matrix[row] = values
+            self.ids.append(str(identifier))
             row += 1
         self.count = row
 
@@ -354,17 +425,7 @@ def load_matrix(path, *, expected_rows, start_with_1, entity):
             f"{entity} embedding file not found: {path.resolve()}",
             "check the file name in wrap_model / llm_config, or create it with preprocess_from_json or reduce_dim",
         )
-    try:
-        matrix = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"cannot load {path} safely as a tensor: {str(exc).splitlines()[0]}") from None
-    if isinstance(matrix, np.ndarray):
-        matrix = torch.from_numpy(matrix)
-    if not isinstance(matrix, torch.Tensor) or matrix.dim() != 2 or not matrix.is_floating_point():
-        shape = tuple(matrix.shape) if isinstance(matrix, torch.Tensor) else type(matrix).__name__
-        raise UserError(f"{path}: expected a 2-D float matrix, got {shape}")
-    matrix = matrix.float()
-    check_finite(matrix, str(path))
+    matrix = load_float_matrix(path)
     if start_with_1:
         matrix = torch.vstack((torch.zeros(1, matrix.shape[1]), matrix))
     if matrix.shape[0] != expected_rows:
@@ -375,6 +436,39 @@ def load_matrix(path, *, expected_rows, start_with_1, entity):
             + f" do not match the dataset's {expected_rows - 1} {entity}s (+ padding id 0 = {expected_rows} rows)",
             f"a file of real {entity}s only needs {flag}: True; one that includes row 0 needs {flag}: False",
         )
+    return matrix
+
+
+def torch_load_reason(exc):
+    """A short reason for a failed ``torch.load(..., weights_only=True)`` (torch's own text is a paragraph)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        detail = next((line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines()
+                       if line.strip()), "")
+        return f"not a file torch.save wrote, or one that needs code to load ({detail[:120]})"
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def load_float_matrix(path):
+    """A ``.pt`` file as a 2-D float32 tensor with at least one column and no NaN or inf (``weights_only``).
+
+    Raises:
+        UserError: the file does not load safely, or holds anything else (another shape, integers, a dict, ...).
+    """
+    try:
+        matrix = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a file that is not a safe tensor file
+        raise UserError(f"cannot load {path} safely as a tensor: {torch_load_reason(exc)}",
+                        "matrix files are written by preprocess_from_json, preprocess_random or reduce_dim") from None
+    if isinstance(matrix, np.ndarray):
+        matrix = torch.from_numpy(matrix)
+    if not isinstance(matrix, torch.Tensor) or matrix.dim() != 2 or not matrix.is_floating_point():
+        shape = f"{matrix.dtype} tensor of shape {tuple(matrix.shape)}" if isinstance(matrix, torch.Tensor) \
+            else type(matrix).__name__
+        raise UserError(f"{path}: expected a 2-D float matrix, got a {shape}")
+    matrix = matrix.float()
+    check_width(matrix, str(path))
+    check_finite(matrix, str(path))
     return matrix
 
 

@@ -5,6 +5,8 @@ reported as a single line on stderr with exit status 2, never as a traceback. An
 bug in this tool and keeps its traceback.
 """
 
+MAX_LINE = 2000  # characters of an error line; a longer one (a huge value echoed back) is cut in the middle
+
 
 class UserError(Exception):
     """A mistake in the user's input, reported as one line.
@@ -42,7 +44,23 @@ class UserError(Exception):
         text = ": ".join(where + [self.message])
         if self.hint:
             text += f" (hint: {self.hint})"
-        return " ".join(text.split())
+        text = " ".join(text.split())
+        if len(text) > MAX_LINE:  # a huge value echoed back: keep the start (file, step, what) and the hint
+            cut = len(text) - MAX_LINE + 200
+            text = f"{text[:MAX_LINE - 600]} ...[{cut} characters left out]... {text[-400:]}"
+        return text
 
     def __str__(self):
         return self.line()
+
+
+class Interrupted(KeyboardInterrupt):
+    """A termination signal (SIGTERM from a cluster scheduler, ``kill``) handled like Ctrl-C: the running
+    experiment is journaled as ``interrupted``."""
+
+    def __init__(self, signal_name):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+    def __str__(self):
+        return self.signal_name

@@ -18,11 +18,12 @@ from .allocator import keep_freed_memory
 from .data import build_dataset, dataset_files_present, describe_eval_split, inter_files, prepare_data
 from .device import describe_device
 from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_matrix, save_tensor
-from .errors import UserError
-from .journal import ExperimentsJournal, JournalRecord
+from .errors import Interrupted, UserError
+from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name
 from .profiles import ProfileSpec, ensure_profiles
-from .settings import parse_settings
+from .settings import check_recbole_values, check_valid_metric, parse_settings
 from .tmanager import ScenarioRun, TrainManager, check_scenario, say
+from .trainer import check_checkpoint_dir
 from .utils import PROJECT_ROOT, ExperimentConfig, check_setting_names, get_model_class, load_yaml
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,9 @@ def file_hash(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def check_experiment(path, overrides=None):
-    """Everything that can be checked without data: YAML, settings, model, losses, scenario, dataset location.
+def check_experiment(path, overrides=None, outputs=True):
+    """Everything that can be checked without data: YAML, settings, model, losses, scenario, dataset location, and
+    (with ``outputs``) that the journal and ``checkpoint_dir`` can be written.
 
     Raises:
         UserError: with ``file`` set.
@@ -64,13 +66,18 @@ def check_experiment(path, overrides=None):
         model_class = get_model_class(recbole["model"])
         recbole = translate_kar_keys(recbole, settings, model_class)
         check_setting_names(recbole, model_class)
+        check_recbole_values(recbole)
         for key in ("dataset_save_path", "dataloaders_save_path", "save_dataloaders"):
             if recbole.get(key):
                 raise UserError(f"'{key}' makes RecBole save and load pickles, which this tool does not load",
                                 "remove it: datasets are loaded once per run and reused between experiments")
         steps = check_scenario(settings.scenario, model_name=recbole["model"])
         config = build_config(settings, recbole, model_class, overrides)
+        check_valid_metric(config)
         check_dataset_location(config)
+        if outputs:
+            check_checkpoint_dir(config["checkpoint_dir"])
+            journal_for(path, settings).check()
     except UserError as exc:
         raise exc.locate(file=path) from None
     return Checked(path, raw, settings, recbole, model_class, steps, file_hash(path), config)
@@ -197,12 +204,8 @@ def conversion_identity(source, tokens, by, missing, start_with_1):
     RecBole's order, and the conversion settings."""
     if not Path(source).is_file():
         return None
-    digest = hashlib.sha256()
-    with open(source, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
     ids = hashlib.sha256("\n".join(map(str, tokens)).encode()).hexdigest()
-    return {"json_sha256": digest.hexdigest(), "ids_sha256": ids, "by": by, "missing": missing,
+    return {"json_sha256": _content_hash(source), "ids_sha256": ids, "by": by, "missing": missing,
             "start_with_1": start_with_1}
 
 
@@ -210,15 +213,27 @@ def _identity_path(target):
     return Path(target).with_name(f"{Path(target).name}.source.json")
 
 
+def _content_hash(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_identity(target):
+    """What the matrix ``target`` was made from, or None when unknown or when the file is no longer the matrix
+    that conversion wrote (its content is hashed: e.g. a ``reduce_dim`` wrote another matrix under that name)."""
     try:
-        return json.loads(_identity_path(target).read_text())
-    except (OSError, json.JSONDecodeError):
+        identity = json.loads(_identity_path(target).read_text(encoding="utf-8"))
+        written = identity.pop("matrix_sha256")
+        return identity if written == _content_hash(target) else None
+    except (OSError, ValueError, KeyError, AttributeError):
         return None
 
 
 def write_identity(target, identity):
-    _identity_path(target).write_text(json.dumps(identity))
+    _identity_path(target).write_text(json.dumps({**identity, "matrix_sha256": _content_hash(target)}))
 
 
 def _with_zero_row(matrix):
@@ -251,17 +266,20 @@ def describe_experiment(record, config, settings, dataset, checked):
 def journal_for(path, settings=None):
     """The journal an experiment file writes to: its ``journal_name``, next to it.
 
-    For a file that failed its checks, the name is read from the YAML when it parses at all, else 'journal.csv'.
+    For a file that failed its checks, the name is read from the YAML when it parses at all, else 'journal.csv';
+    None when the YAML names a journal that is not a valid one (that is the error being reported).
     """
     if settings is not None:
         name = settings.journal_name
     else:
         try:
-            name = load_yaml(path).get("journal_name")
+            name = load_yaml(path).get("journal_name", "journal.csv")
         except UserError:
-            name = None
-        if not isinstance(name, str) or not name or "/" in name:
             name = "journal.csv"
+        try:
+            check_journal_name(name)
+        except UserError:
+            return None
     return ExperimentsJournal(Path(path).parent / name)
 
 
@@ -270,8 +288,9 @@ def already_done(path):
     path = Path(path)
     try:
         journal = journal_for(path, parse_settings(load_yaml(path))[0])
+        journal.check()
     except UserError:
-        return False
+        return False  # the run reports what is wrong
     content = file_hash(path)
     return any(
         row.get("config") == path.name and row.get("config_hash") == content and row.get("status") == "done"
@@ -292,7 +311,7 @@ def run_experiment(path, journal=None, overrides=None):
     started = time.time()
     keep_freed_memory()  # else every training step page-faults its tensors back in (see utils/allocator.py)
     record = JournalRecord(path, subdir_of(path))
-    checked, state = None, {}
+    checked, state, failure = None, {}, None
     try:
         checked = check_experiment(path, overrides)
         journal = journal or journal_for(path, checked.settings)
@@ -304,26 +323,45 @@ def run_experiment(path, journal=None, overrides=None):
         status = _run_checked(checked, record, state)
         error = None
     except UserError as exc:
-        exc.locate(file=path)
+        failure = exc.locate(file=path)
         status, error = "failed", exc.line()
         raise
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by the user (Ctrl-C)"
+    except KeyboardInterrupt as exc:
+        failure, status = exc, "interrupted"
+        error = f"interrupted ({exc})" if isinstance(exc, Interrupted) else "interrupted by the user (Ctrl-C)"
         raise
     except BaseException as exc:
-        status, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        failure, status, error = exc, "failed", f"internal error: {type(exc).__name__}: {exc}"
         raise
     finally:
-        journal = journal or journal_for(path, checked.settings if checked else None)
-        record.finish(status, error)
-        write_history(state.get("run"), record, journal)
-        journal.append(record.row())
+        if not isinstance(failure, JournalError):  # a journal that cannot be used is not appended to
+            _journal_outcome(path, journal, checked, state, record, status, error, failure)
     for part in sorted(record.parts):
         result = record.part_value("best_test_res", part)
         if result:
             say(f"result: train_{part} test " + "  ".join(f"{k}={v:.4f}" for k, v in result.items()))
     say(f"journal: {journal.path} ({status}, {time.time() - started:.1f}s)")
     return status, record
+
+
+def _journal_outcome(path, journal, checked, state, record, status, error, failure):
+    """Append the experiment's row. When the append itself fails while another error is on its way, that error
+    says so (one line) instead of being replaced by the journal's."""
+    journal = journal or journal_for(path, checked.settings if checked else None)
+    if error and len(error) > MAX_ERROR_CHARS and record.values.get("log_file"):
+        logger.error("%s", error)  # the whole line, in this run's log; the journal cell is cut
+    record.finish(status, error)
+    if journal is None:
+        return
+    try:
+        write_history(state.get("run"), record, journal)
+        journal.append(record.row())
+    except (UserError, OSError) as exc:
+        problem = exc.line() if isinstance(exc, UserError) else f"cannot write the history: {exc}"
+        if isinstance(failure, UserError):
+            failure.message += f" (not journaled: {problem})"
+        elif failure is None:
+            raise (exc if isinstance(exc, JournalError) else JournalError(problem)) from None
 
 
 def write_history(run, record, journal):

@@ -1,10 +1,12 @@
 """The experiments journal: one CSV per folder, one row appended per experiment run.
 
 Column names follow the journals existing analysis notebooks read (see ``BASE_COLUMNS`` and ``PART_FIELDS``);
-columns are only ever added. Each append takes a file lock, reads the journal, adds the row (new columns are
-empty in older rows) and replaces the file atomically, so a crash at any moment leaves a readable CSV with every
-finished row, and concurrent runs lose nothing. The first, unnamed column is the row number, as ``pandas``
-writes it, so ``pd.read_csv(path, index_col=0)`` reads old and new journals alike.
+columns are only ever added. Each append takes a file lock, copies the journal's bytes, adds the new record (new
+column names go at the end of the header line; older rows keep every byte, their missing cells read as empty) and
+replaces the file atomically with the same mode, so a crash at any moment leaves a readable CSV with every
+finished row, and concurrent runs lose nothing. Earlier rows are never parsed and written back. The first,
+unnamed column is the row number, as ``pandas`` writes it, so ``pd.read_csv(path, index_col=0)`` reads old and
+new journals alike.
 
 Lists and dicts are stored as JSON (``json.loads`` reads them back; so does ``ast.literal_eval`` for metrics).
 """
@@ -12,11 +14,15 @@ Lists and dicts are stored as JSON (``json.loads`` reads them back; so does ``as
 import contextlib
 import csv
 import fcntl
+import io
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
+
+from .errors import UserError
+from .paths import writable
 
 BASE_COLUMNS = [
     "subdir", "config", "start date", "start time", "end date", "end time", "dataset", "user_num", "item_num",
@@ -32,6 +38,15 @@ EXTRA_COLUMNS = [
     "model", "variant", "status", "error", "duration_s", "config_hash", "log_file", "profiles", "history_file",
 ]
 LIST_PART_FIELDS = ("set_trainable", "config", "reduce_dim")
+MAX_ERROR_CHARS = 500  # an error cell is cut here; the whole line is on stderr and in the run's log
+
+
+def bounded_error(error, log_file=None, limit=MAX_ERROR_CHARS):
+    """An error line cut to ``limit`` characters, saying where the whole line is."""
+    if error is None or len(error) <= limit:
+        return error
+    where = f"; the whole line is in {log_file}" if log_file else ""
+    return f"{error[:limit]}... [{len(error) - limit} more characters{where}]"
 
 
 def format_value(value):
@@ -106,7 +121,7 @@ class JournalRecord:
     def finish(self, status, error=None):
         self._stamp("end")
         self.values["status"] = status
-        self.values["error"] = error
+        self.values["error"] = bounded_error(error, self.values.get("log_file"))
         self.values["duration_s"] = round(time.time() - self.started, 1)
 
     def columns(self):
@@ -132,12 +147,75 @@ def locked(path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+class JournalError(UserError):
+    """The journal itself cannot be used (a folder, unreadable, not UTF-8, not a journal, ...): the experiment is
+    refused before it runs, and nothing is appended."""
+
+
+def check_journal_name(name):
+    """``journal_name`` must be a plain ``.csv`` file name: the journal lives next to the experiment file."""
+    if not isinstance(name, str) or not name:
+        raise JournalError(f"journal_name must be a non-empty file name, got {name!r}")
+    if "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
+        raise JournalError(f"journal_name must be a file name (written next to the YAML), got {name!r}",
+                           "e.g. journal_name: neumf_journal.csv")
+    if Path(name).suffix.lower() != ".csv":
+        raise JournalError(f"journal_name must end in .csv, got {name!r}",
+                           "the journal is a CSV next to the experiment file; e.g. journal_name: neumf_journal.csv")
+    return name
+
+
+def _records(text, start=0):
+    """(start, end) offsets of the CSV records in ``text`` from ``start``; a record ends at a line end outside
+    quotes (quotes inside a quoted cell are doubled, so an even count of quotes means the record is complete)."""
+    spans, begin, quotes, position = [], start, 0, start
+    while position < len(text):
+        end = text.find("\n", position)
+        end = len(text) if end < 0 else end + 1
+        quotes += text.count('"', position, end)
+        position = end
+        if quotes % 2 == 0:
+            if text[begin:end].strip():
+                spans.append((begin, end))
+            begin, quotes = end, 0
+    if begin < len(text) and text[begin:].strip():
+        spans.append((begin, len(text)))
+    return spans
+
+
+def _header_cells(line):
+    with _large_fields():
+        return next(csv.reader(io.StringIO(line)), [])
+
+
+def _header_columns(line):
+    """The column names of a header record (without the unnamed row-number column pandas writes)."""
+    header = _header_cells(line)
+    return header[1:] if header and header[0] == "" else header
+
+
+def is_journal_header(columns):
+    """A journal has a ``config`` column and ``subdir`` (upstream journals) or ``status`` (ours)."""
+    return "config" in columns and bool({"subdir", "status"} & set(columns))
+
+
+@contextlib.contextmanager
+def _large_fields():
+    """Let the csv module read cells of any size (a journal may hold long cells written by older versions)."""
+    old = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
 def read_rows(path):
-    """(columns, rows as dicts) of a journal; ([], []) when it does not exist."""
+    """(columns, rows as dicts) of a journal; ([], []) when it does not exist or is empty."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         return [], []
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8") as fh, _large_fields():
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
@@ -148,33 +226,125 @@ def read_rows(path):
     return columns, rows
 
 
+def _default_mode():
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _csv_line(cells, terminator):
+    """One CSV record ending in ``terminator``; a cell holding \\r or \\n is always quoted (the csv module quotes
+    only the characters of its own line terminator)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(cells)
+    return buffer.getvalue()[:-2] + terminator
+
+
 class ExperimentsJournal:
-    """Appends rows to one journal CSV, atomically and under a file lock."""
+    """Appends rows to one journal CSV under a file lock; the bytes of earlier rows are never changed.
+
+    An append copies the file's bytes into a temporary file, adds the new record (and, when the row brings new
+    columns, their names at the end of the header line), and renames it over the journal, keeping its mode.
+    """
 
     def __init__(self, path):
         self.path = Path(path)
 
-    def append(self, row):
-        """Append one row (column -> text); columns new to the journal are added at the end."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with locked(self.path):
-            columns, rows = read_rows(self.path)
-            for column in row:
-                if column not in columns:
-                    columns.append(column)
-            rows.append(row)
-            self._write(columns, rows)
+    def check(self):
+        """Refuse, in one line, a journal that cannot be appended to.
 
-    def _write(self, columns, rows):
+        Raises:
+            JournalError: a folder, a file that cannot be read or written, a folder where the journal (its temporary
+                file and its lock) cannot be written, text that is not UTF-8, or a CSV that is not a journal.
+        """
+        self._read()
+        folder = self.path.parent
+        if folder.exists() and not writable(folder):
+            raise JournalError(f"journal {self.path}: its folder {folder} cannot be written",
+                               "make the folder writable (the journal is replaced atomically through a temporary "
+                               "file there), or move the experiment")
+        if self.path.exists() and not writable(self.path):
+            raise JournalError(f"journal {self.path} is read-only", "make it writable (chmod u+w) or set another "
+                               "journal_name; it is never replaced behind your back")
+        return self
+
+    def _read(self):
+        """The journal's text ('' when it does not exist), checked to be a readable UTF-8 journal."""
+        path = self.path
+        if path.is_dir():
+            raise JournalError(f"journal {path} is a folder, not a file", "set journal_name to a .csv file name")
+        if not path.exists():
+            return ""
+        if not path.is_file():
+            raise JournalError(f"journal {path} is not a regular file", "set journal_name to a .csv file name")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise JournalError(f"journal {path} cannot be read: {exc.strerror}",
+                               "make it readable or set another journal_name") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JournalError(f"journal {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                               f"{exc.start})", "it is not a journal this tool wrote: set another journal_name",
+                               ) from None
+        records = _records(text)
+        if records and not is_journal_header(_header_columns(text[slice(*records[0])])):
+            first = text[slice(*records[0])].strip()
+            raise JournalError(
+                f"{path} is a CSV but not an experiments journal (header: {first[:80]!r})",
+                "it has no 'config' and 'subdir'/'status' columns; it is left as it is: set another journal_name")
+        return text
+
+    def append(self, row):
+        """Append one row (column -> text); columns new to the journal are added at the end of the header.
+
+        Raises:
+            JournalError: the journal cannot be used (see :meth:`check`) or written (e.g. the disk is full).
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with locked(self.path):
+                self._append_locked(row)
+        except OSError as exc:
+            raise JournalError(f"cannot write the journal {self.path}: {exc.strerror or exc}",
+                               "free space or fix the permissions; earlier rows are unchanged") from None
+
+    def _append_locked(self, row):
+        text = self._read()
+        records = _records(text)
+        if not records:
+            columns, number, terminator, indexed = list(row), 0, "\r\n", True
+            head, body = text + _csv_line([""] + columns, terminator), ""  # text: '' or blank lines, kept
+        else:
+            header = text[slice(*records[0])]
+            terminator = "\r\n" if header.endswith("\r\n") else "\n"
+            cells = _header_cells(header)
+            indexed = cells[0] == ""  # the unnamed row-number column pandas writes
+            columns = cells[1:] if indexed else cells
+            new = [column for column in row if column not in columns]
+            head = header if header.endswith("\n") else header + terminator
+            if new:
+                head = header.rstrip("\r\n") + _csv_line([""] + new, terminator)
+                columns += new
+            head = text[: records[0][0]] + head  # blank lines before the header, if any, are kept
+            body = text[records[0][1]:]
+            if body and not body.endswith("\n"):
+                body += terminator
+            number = len(records) - 1
+        cells = [row.get(column, "") for column in columns]
+        line = _csv_line([number] + cells if indexed else cells, terminator)
+        mode = self.path.stat().st_mode & 0o7777 if self.path.exists() else _default_mode()
+        self._replace(head + body + line, mode)
+
+    def _replace(self, text, mode):
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-                writer = csv.writer(fh)
-                writer.writerow([""] + columns)
-                for number, row in enumerate(rows):
-                    writer.writerow([number] + [row.get(column, "") for column in columns])
+                fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
+            os.chmod(tmp, mode)
             os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -321,6 +321,9 @@ class ProfileSpec:
 
         if self.encoder not in ENCODERS:
             raise UserError(f"build_profiles: unknown encoder {self.encoder!r}", f"use one of: {', '.join(ENCODERS)}")
+        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
+            raise UserError(f"build_profiles: dim must be an integer of 1 or more, got {self.dim!r}",
+                            "the number of columns the tfidf encoder keeps, e.g. 256 (--dim on make_profiles.py)")
         if self.on_other_split not in ("rebuild", "refuse"):
             raise UserError(f"build_profiles: on_other_split must be rebuild or refuse, got {self.on_other_split!r}")
         if not self.to.endswith(".json") or "/" in self.to:

@@ -6,11 +6,14 @@ goes to RecBole's ``Config`` unchanged.
 
 import ast
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .embeddings import ALIGNMENTS
 from .errors import UserError
+from .journal import check_journal_name
+from .paths import inside_name
 
 DISTIL_KEYS = (
     "logger_level",
@@ -21,6 +24,7 @@ DISTIL_KEYS = (
     "llm_config",
     "scenario",
 )
+MAX_RANDOM_WIDTH = 65536  # columns of a random debugging matrix (a larger one only exhausts memory)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -112,7 +116,7 @@ def parse_llm_config(raw):
         _need_bool(getattr(cfg, name), f"llm_config.{name}")
     for name in ("default_users_emb_file", "default_items_emb_file"):
         if getattr(cfg, name) is not None:
-            _need_str(getattr(cfg, name), f"llm_config.{name}")
+            inside_name(_need_str(getattr(cfg, name), f"llm_config.{name}"), f"llm_config.{name}")
     if cfg.missing_profiles not in ("error", "zero"):
         raise UserError(f"llm_config.missing_profiles must be 'error' or 'zero', got {cfg.missing_profiles!r}")
     cfg.preprocess_from_json = _listed(cfg.preprocess_from_json, "llm_config.preprocess_from_json")
@@ -124,7 +128,8 @@ def parse_llm_config(raw):
             if key not in known:
                 raise _unknown_key(key, known, "llm_config.preprocess_from_json")
         for key in ("from", "to"):
-            _need_str(spec.get(key), f"llm_config.preprocess_from_json.{key}")
+            inside_name(_need_str(spec.get(key), f"llm_config.preprocess_from_json.{key}"),
+                        f"llm_config.preprocess_from_json.{key}")
         by = spec.get("by", "recbole")
         if by not in ALIGNMENTS:
             raise UserError(f"llm_config.preprocess_from_json.by: unknown alignment '{by}'",
@@ -142,10 +147,15 @@ def parse_llm_config(raw):
         for key in spec:
             if key not in known:
                 raise _unknown_key(key, known, "llm_config.preprocess_random")
+        for key in ("random_users_emb_file", "random_items_emb_file"):
+            if spec.get(key) is not None:
+                inside_name(spec[key], f"llm_config.preprocess_random.{key}")
         if _need_bool(spec.get("random", False), "llm_config.preprocess_random.random"):
             size = spec.get("embedding_size")
-            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-                raise UserError(f"llm_config.preprocess_random.embedding_size must be a positive integer, got {size!r}")
+            if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_RANDOM_WIDTH:
+                raise UserError(f"llm_config.preprocess_random.embedding_size must be an integer from 1 to "
+                                f"{MAX_RANDOM_WIDTH}, got {size!r}", "text encoders write a few hundred to a few "
+                                "thousand columns")
     return cfg
 
 
@@ -220,16 +230,14 @@ def parse_settings(raw):
     if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
         raise UserError(f"logger_level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
     settings.logger_level = level.upper()
-    settings.journal_name = _need_str(raw.get("journal_name", settings.journal_name), "journal_name")
-    if "/" in settings.journal_name or "\\" in settings.journal_name:
-        raise UserError(f"journal_name must be a file name (written next to the YAML), got {settings.journal_name!r}")
+    settings.journal_name = check_journal_name(raw.get("journal_name", settings.journal_name))
     settings.distil_loss_weight = check_alpha(raw.get("distil_loss_weight", settings.distil_loss_weight))
     split = raw.get("add_train_split")
     if split is not None:
         if (
             not isinstance(split, list)
             or len(split) < 2
-            or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in split)
+            or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r < float("inf") for r in split)
         ):
             raise UserError(f"add_train_split must be a list of two or more positive ratios, got {split!r}",
                             "e.g. add_train_split: [0.5, 0.5]")
@@ -245,3 +253,152 @@ def check_alpha(value):
                         "total loss = (1 - w) * model loss + w * distillation loss")
     return float(value)
 
+
+
+# --- the common RecBole settings: types and ranges, checked before RecBole sees them --------------------------------
+
+EVAL_MODE = re.compile(r"^(full|labeled|(uni|pop)[1-9][0-9]*)$")
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{name} must be an integer of 1 or more, got {value!r}")
+
+
+def _positive_number(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+        raise UserError(f"{name} must be a number above 0, got {value!r}")
+
+
+def _non_negative_number(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise UserError(f"{name} must be a number of 0 or more, got {value!r}")
+
+
+def _non_negative_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"{name} must be an integer of 0 or more, got {value!r}")
+
+
+def _integer(value, name):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{name} must be an integer, got {value!r}")
+
+
+def _seed(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise UserError(f"{name} must be an integer from 0 to 2**32 - 1, got {value!r}",
+                        "numpy's seeding takes no other values")
+
+
+def check_metrics(value, name="metrics"):
+    """RecBole metric names (one, or a non-empty list), all ranking or all value metrics."""
+    from recbole.evaluator import metric_types
+
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(m, str) for m in names):
+        raise UserError(f"{name} must be a metric name or a non-empty list of them, got {value!r}",
+                        "e.g. [Recall, NDCG, Hit] or [AUC, LogLoss]")
+    for metric in names:
+        if metric.lower() not in metric_types:
+            near = difflib.get_close_matches(metric.lower(), list(metric_types), n=1)
+            raise UserError(f"{name}: RecBole has no metric {metric!r}" + (f"; did you mean '{near[0]}'?" if near
+                                                                           else ""),
+                            f"metrics: {', '.join(sorted(metric_types))}")
+    if len({metric_types[m.lower()] for m in names}) > 1:
+        raise UserError(f"{name}: ranking and value metrics cannot be evaluated together, got {value!r}",
+                        "value metrics (AUC, LogLoss, MAE, RMSE) need labeled evaluation; rank with the others")
+    return names
+
+
+def check_topk(value, name="topk"):
+    ks = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(ks, list) or not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise UserError(f"{name} must be a positive integer or a non-empty list of them, got {value!r}", "e.g. [10]")
+    return ks
+
+
+def check_eval_mode(value, name="eval_args.mode"):
+    modes = value.values() if isinstance(value, dict) else [value]
+    if isinstance(value, dict) and set(value) - {"valid", "test"}:
+        raise UserError(f"{name} takes valid and test, got {value!r}")
+    for mode in modes:
+        if not isinstance(mode, str) or not EVAL_MODE.match(mode):
+            raise UserError(f"{name}: unknown evaluation mode {mode!r}",
+                            "modes: full, labeled, uniN, popN (e.g. uni100)")
+
+
+def _check_split(split):
+    if not isinstance(split, dict) or len(split) != 1:
+        raise UserError(f"eval_args.split must be one of {{RS: [train, valid, test]}} or {{LS: valid_and_test}}, "
+                        f"got {split!r}")
+    (kind, value), = split.items()
+    if kind == "RS":
+        if (not isinstance(value, list) or len(value) != 3
+                or any(isinstance(r, bool) or not isinstance(r, (int, float)) or r < 0 for r in value)
+                or not value[0] > 0):
+            raise UserError(f"eval_args.split RS must be three ratios [train, valid, test], got {value!r}",
+                            "e.g. {RS: [0.8, 0.1, 0.1]}")
+    elif kind == "LS":
+        if value not in ("valid_and_test", "valid_only", "test_only"):
+            raise UserError(f"eval_args.split LS must be valid_and_test, valid_only or test_only, got {value!r}")
+    else:
+        raise UserError(f"eval_args.split: unknown split {kind!r}", "RS (ratios) or LS (leave one out)")
+
+
+def _check_eval_args(value, name):
+    if not isinstance(value, dict):
+        raise UserError(f"{name} must be a mapping, got {value!r}")
+    if "split" in value:
+        _check_split(value["split"])
+    if "mode" in value:
+        check_eval_mode(value["mode"])
+    if "order" in value and value["order"] not in ("RO", "TO"):
+        raise UserError(f"eval_args.order must be RO or TO, got {value['order']!r}")
+    if "group_by" in value and str(value["group_by"]).lower() not in ("user", "none"):
+        raise UserError(f"eval_args.group_by must be user or none, got {value['group_by']!r}")
+
+
+def _check_valid_metric(value, name):
+    if not isinstance(value, str) or not value:
+        raise UserError(f"{name} must be a metric name such as NDCG@10, got {value!r}")
+
+
+RECBOLE_VALUE_CHECKS = {
+    "epochs": _positive_int,
+    "train_batch_size": _positive_int,
+    "eval_batch_size": _positive_int,
+    "stopping_step": _non_negative_int,
+    "eval_step": _integer,  # 0 or less: no validation, RecBole saves every epoch
+    "learning_rate": _positive_number,
+    "weight_decay": _non_negative_number,
+    "seed": _seed,
+    "metrics": check_metrics,
+    "topk": check_topk,
+    "valid_metric": _check_valid_metric,
+    "eval_args": _check_eval_args,
+}
+
+
+def check_recbole_values(settings, where=""):
+    """Types and ranges of the common RecBole settings, which RecBole itself would reject only later (after an
+    epoch) or not at all (``epochs: -1`` trains nothing; ``train_batch_size: 0`` hangs).
+
+    Raises:
+        UserError: naming the setting and its value.
+    """
+    for key, check in RECBOLE_VALUE_CHECKS.items():
+        if key in settings:
+            check(settings[key], f"{where}{key}")
+
+
+def check_valid_metric(config):
+    """``valid_metric`` must be one of the metrics RecBole evaluates (a name in ``metrics`` at a k in ``topk``)."""
+    metrics = [m.lower() for m in (config["metrics"] if isinstance(config["metrics"], list) else [config["metrics"]])]
+    topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
+    name, at, k = str(config["valid_metric"]).lower().partition("@")
+    evaluated = [f"{m}@{t}" for m in metrics for t in topk] if at or not metrics else metrics
+    if str(config["valid_metric"]).lower() not in evaluated and not (not at and name in metrics):
+        raise UserError(f"valid_metric {config['valid_metric']!r} is not among the evaluated metrics "
+                        f"({', '.join(evaluated[:12])})",
+                        "valid_metric must name one of metrics at one of topk, e.g. NDCG@10")

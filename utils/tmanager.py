@@ -17,15 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from recbole.data import create_samplers, get_dataloader
 from recbole.utils import EvaluatorType, init_seed
 from recbole.utils.argument_list import dataset_arguments
 
 from . import wrapper as wrap
-from .embeddings import describe, embeddings_dir, load_matrix, reduce_matrix, save_tensor
+from .embeddings import describe, embeddings_dir, load_float_matrix, load_matrix, reduce_matrix, save_tensor
 from .errors import UserError
-from .settings import check_alpha
+from .paths import inside_name
+from .settings import (
+    check_alpha,
+    check_eval_mode,
+    check_metrics,
+    check_recbole_values,
+    check_topk,
+    check_valid_metric,
+)
 from .trainer import build_trainer, safe_trainer_class
 from .utils import get_loss_class
 
@@ -229,7 +236,8 @@ class ScenarioRun:
         return self.config["dataset"]
 
     def embedding_path(self, name):
-        return embeddings_dir(self.settings.llm_config.embeddings_path, self.dataset_name) / name
+        """``<embeddings_path>/<dataset>/<name>``; a name that would leave that folder is refused."""
+        return embeddings_dir(self.settings.llm_config.embeddings_path, self.dataset_name) / inside_name(name, "file")
 
 
 # --- handlers -----------------------------------------------------------------------------------------------------
@@ -308,7 +316,7 @@ def _reduce_dim(run, params):
     if not source.is_file():
         raise UserError(f"reduce_dim input not found: {source.resolve()}",
                         "create it first (preprocess_from_json, preprocess_random or make_profiles.py)")
-    matrix = torch.load(source, map_location="cpu", weights_only=True)
+    matrix = load_float_matrix(source)
     if "method" not in params:
         say("    no method named: UMAP, as in the original tool (method: pca for PCA)")
     if method == "umap" and "umap" not in sys.modules:
@@ -339,6 +347,8 @@ def _set_config(run, params):
         if key != "distil_loss_weight":
             run.config[key] = value
         say(f"    config[{key}]: {before!r} -> {value!r}")
+    if {"valid_metric", "metrics", "topk"} & set(params):
+        check_valid_metric(run.config)  # before training, not after its first epoch
     if LOADER_KEYS & set(params):
         for loader in run.data.train_parts + [run.data.valid, run.data.test]:
             loader.update_config(run.config)
@@ -394,6 +404,14 @@ def _train(run, params):
     config = run.config
     saved = config["save"] is not False
     loader = run.data.train_parts[run.train_ds]
+    start, epochs = run.trainer.start_epoch, run.trainer.epochs
+    if start >= epochs:
+        raise UserError(
+            f"train would run no epoch: the checkpoint loaded by load_from_file ends at epoch {start - 1} and "
+            f"epochs is {epochs} (a resumed training counts its epochs from the checkpoint's start)",
+            f"set_config epochs above {start} before init_trainer, or load_from_file {{file: ..., resume: false}} "
+            "to load only the weights and train afresh",
+        )
     started = time.time()
     best_score, best_result = run.trainer.fit(
         loader, run.data.valid, saved=saved, show_progress=bool(config["show_progress"])
@@ -484,8 +502,23 @@ def alternative_config(config, params):
 def test_eval_params(value):
     if value is None:
         return None
-    value = mapping(optional={"mode": str, "metrics": list, "topk": (int, list)})(value)
+    value = mapping(optional={"mode": str, "metrics": (str, list), "topk": (int, list)})(value)
+    if "mode" in value:
+        check_eval_mode(value["mode"], "test_eval mode")
+    if "metrics" in value:
+        value["metrics"] = check_metrics(value["metrics"], "test_eval metrics")
+    if "topk" in value:
+        value["topk"] = check_topk(value["topk"], "test_eval topk")
     return value or None
+
+
+def set_config_params(value):
+    """A non-empty mapping; the common RecBole settings in it are checked as in the experiment file."""
+    value = any_mapping(value)
+    check_recbole_values(value, "set_config ")
+    if "distil_loss_weight" in value:
+        check_alpha(value["distil_loss_weight"])
+    return value
 
 
 def with_activity(per_user, data):
@@ -567,7 +600,7 @@ COMMANDS = {
                         optional={"users_emb_file": str, "items_emb_file": str, "particular": bool}, open_=True),
                 "wrap the model: hooks and the combined loss", needs=_f("model"), gives=_f("wrapped"),
                 clears=_f("trainer")),
-        Command("set_config", _set_config, any_mapping, "change config values for the next init_trainer / train"),
+        Command("set_config", _set_config, set_config_params, "change config values for the next init_trainer / train"),
         Command("init_trainer", _init_trainer, no_params, "build a RecBole trainer (fresh optimizer)",
                 needs=_f("model"), gives=_f("trainer")),
         Command("info", _info, info_level,
@@ -594,6 +627,10 @@ COMMANDS = {
                 needs=_f("model")),
     ]
 }
+
+
+# Params naming a file in the dataset's embedding folder: they must stay inside it (no absolute path, no '..').
+FILE_PARAMS = {"reduce_dim": ("file_in", "file_out"), "wrap_model": ("users_emb_file", "items_emb_file")}
 
 
 def resolve_command(name, index):
@@ -624,6 +661,9 @@ def check_scenario(steps, model_name=None):
         command = resolve_command(step.command, step.index)
         try:
             params = command.params(step.params)
+            for key in FILE_PARAMS.get(command.name, ()):
+                if isinstance(params, dict) and params.get(key) is not None:
+                    inside_name(params[key], f"param '{key}'")
             if command.name == "wrap_model" and model_name:
                 loss_class = get_loss_class(params["distil_loss"], model_name)
                 loss_class.check_options({k: v for k, v in params.items() if k not in WRAP_KEYS})

@@ -7,17 +7,21 @@ our checkpoints hold only tensors and plain values, saved with torch's default p
 ``weights_only=True`` explicitly.
 """
 
+import contextlib
 import logging
 import os
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import torch
 from recbole.evaluator.metrics import NDCG, Hit, Recall
 from recbole.utils import get_local_time, get_trainer, set_color
 
+from .embeddings import torch_load_reason
 from .errors import UserError
+from .paths import nearest_existing, writable
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ def load_checkpoint(path, device="cpu"):
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for a foreign file
         raise UserError(
-            f"cannot load checkpoint {path} safely: {str(exc).splitlines()[0]}",
+            f"cannot load checkpoint {path} safely: {torch_load_reason(exc)}",
             "only checkpoints written by this tool load; RecBole's own .pth files pickle code and are refused",
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
@@ -120,32 +124,55 @@ class SafeCheckpointMixin:
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
         }
-        tmp = f"{saved_model_file}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, saved_model_file)
+        write_checkpoint(state, saved_model_file)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
     def load_weights(self, checkpoint_file):
-        """Load the model weights (not the optimizer) of a checkpoint into ``self.model``."""
+        """Load the model weights (not the optimizer) of a checkpoint into ``self.model``.
+
+        Raises:
+            UserError: the checkpoint's tensors do not fit this model (another model, other sizes, missing keys).
+        """
         checkpoint = load_checkpoint(checkpoint_file, self.device)
-        self.model.load_state_dict(checkpoint["state_dict"])
+        try:
+            self.model.load_state_dict(checkpoint["state_dict"])
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            detail = " ".join(str(exc).split())
+            raise UserError(
+                f"checkpoint {checkpoint_file} does not fit this {type(self.model).__name__}: {detail[:300]}",
+                "it was written by another model or with other sizes; load a checkpoint of this experiment's model",
+            ) from None
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         return checkpoint
 
     def resume_checkpoint(self, resume_file):
+        """Continue training from a checkpoint: weights, optimizer, epoch and best score.
+
+        The best model of the training that follows goes to this trainer's own file, never over ``resume_file``
+        (an earlier part's best model stays as it was); that file starts as a copy of the resumed state, the best
+        so far.
+        """
         resume_file = os.fspath(resume_file)
         checkpoint = self.load_weights(resume_file)
-        self.saved_model_file = resume_file
-        self.start_epoch = checkpoint["epoch"] + 1
+        missing = [key for key in ("epoch", "cur_step", "best_valid_score", "optimizer") if key not in checkpoint]
+        if missing:
+            raise UserError(f"checkpoint {resume_file} cannot resume training: it has no {', '.join(missing)}",
+                            "use load_from_file: {file: ..., resume: false} to load only its weights")
+        self.start_epoch = int(checkpoint["epoch"]) + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
-        if checkpoint["config"]["model"].lower() != str(self.config["model"]).lower():
+        if str(checkpoint.get("config", {}).get("model", "")).lower() != str(self.config["model"]).lower():
             self.logger.warning(
-                f"checkpoint {resume_file} was written by {checkpoint['config']['model']}, "
+                f"checkpoint {resume_file} was written by {checkpoint.get('config', {}).get('model')}, "
                 f"not {self.config['model']}"
             )
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        try:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise UserError(f"checkpoint {resume_file}: its optimizer state does not fit this trainer: {exc}",
+                            "use load_from_file: {file: ..., resume: false} to load only the weights") from None
+        self._save_checkpoint(int(checkpoint["epoch"]), verbose=False)
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     @torch.no_grad()
@@ -210,10 +237,51 @@ def safe_trainer_class(model_type, model_name):
     return _SAFE_CLASSES[base]
 
 
+def write_checkpoint(state, path):
+    """``torch.save`` through a temporary file and a rename; a failed write (disk full, folder read-only) leaves
+    nothing behind and is one line.
+
+    Raises:
+        UserError: the file cannot be written.
+    """
+    path = os.fspath(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise UserError(f"cannot write the checkpoint {path}: {reason}",
+                        "checkpoint_dir must be a writable folder with free space") from None
+
+
+def check_checkpoint_dir(folder):
+    """Refuse, before anything trains, a ``checkpoint_dir`` that is not a folder this run can write in.
+
+    Raises:
+        UserError: naming the folder.
+    """
+    folder = Path(folder)
+    existing = nearest_existing(folder)
+    if existing.exists() and not existing.is_dir():
+        raise UserError(f"checkpoint_dir {folder}: {existing} is a file, not a folder",
+                        "set checkpoint_dir to a folder (default: saved)")
+    if not writable(existing):
+        raise UserError(f"checkpoint_dir {folder} cannot be written ({existing} is read-only)",
+                        "make it writable or set checkpoint_dir to a folder you can write")
+
+
 def build_trainer(config, model, tag):
     """A trainer for ``model`` whose best-model file name is unique: ``<model>-<tag>-<time>-<rand>.pth``."""
     trainer_class = safe_trainer_class(config["MODEL_TYPE"], config["model"])
-    trainer = trainer_class(config, model)
+    check_checkpoint_dir(config["checkpoint_dir"])
+    try:
+        trainer = trainer_class(config, model)
+    except OSError as exc:  # RecBole creates checkpoint_dir
+        raise UserError(f"cannot create checkpoint_dir {config['checkpoint_dir']}: {exc.strerror}",
+                        "make it writable or set checkpoint_dir to a folder you can write") from None
     name = f"{config['model']}-{tag}-{get_local_time()}-{uuid.uuid4().hex[:6]}.pth"
     trainer.saved_model_file = os.path.join(trainer.checkpoint_dir, name)
     return trainer

@@ -32,28 +32,108 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # --- experiment files ---------------------------------------------------------------------------------------------
 
 
+MAX_YAML_DEPTH = 64  # nesting levels; an experiment file needs fewer than ten
+MAX_YAML_NODES = 100_000  # values once aliases are expanded; a long scenario has a few thousand
+
+
+class _YAMLLimit(yaml.YAMLError):
+    def __init__(self, problem, mark, hint):
+        super().__init__(problem)
+        self.problem, self.problem_mark, self.hint = problem, mark, hint
+
+
+class ExperimentLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses duplicate keys, nesting deeper than :data:`MAX_YAML_DEPTH` (the composer
+    recurses: thousands of levels end in a RecursionError) and aliases that expand to more than
+    :data:`MAX_YAML_NODES` values (an "alias bomb" is small on disk and exhausts memory when walked)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _YAMLLimit(f"nesting deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark,
+                                 "an experiment file needs only a few levels of nesting")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        size, sizes, todo = 0, {}, [(node, False)]
+        while todo:  # expanded size of every node, each node computed once (aliases share nodes)
+            current, expanded = todo.pop()
+            if id(current) in sizes:
+                continue
+            children = _children(current)
+            if not expanded:
+                todo.append((current, True))
+                todo.extend((child, False) for child in children if id(child) not in sizes)
+                continue
+            sizes[id(current)] = size = 1 + sum(sizes[id(child)] for child in children)
+            if size > MAX_YAML_NODES:
+                raise _YAMLLimit(f"aliases expand to more than {MAX_YAML_NODES:,} values",
+                                 current.start_mark, "an alias bomb? write the values out instead of nesting aliases")
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:
+                    continue  # an unhashable key: the constructor reports it
+                if first is not key_node:
+                    raise _YAMLLimit(f"duplicate key {key!r} (first at line {first.start_mark.line + 1})",
+                                     key_node.start_mark, "a key may appear once: remove one of them")
+        return super().construct_mapping(node, deep=deep)
+
+
+def _children(node):
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def load_yaml(path):
     """Read one experiment file with the safe loader; the top level must be a mapping.
 
     Raises:
-        UserError: unreadable file, YAML syntax error (with line and column), or a top level that is no mapping.
+        UserError: unreadable file, text that is not UTF-8, YAML syntax error (with line and column), duplicate
+            keys, nesting too deep, aliases expanding too far, or a top level that is no mapping.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read the experiment file: {exc.strerror}", file=path) from None
     try:
-        data = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(f"not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}",
+                        "save the file as UTF-8", file=path) from None
+    try:
+        loaded = yaml.load(text, Loader=ExperimentLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"YAML syntax error at {where}{problem}", "check indentation, brackets and quotes there",
-                        file=path) from None
-    if not isinstance(data, dict):
-        raise UserError(f"expected a mapping of settings at the top level, got {type(data).__name__}", file=path)
-    return data
+        hint = getattr(exc, "hint", None) or "check indentation, brackets and quotes there"
+        kind = "YAML syntax error" if not isinstance(exc, _YAMLLimit) else "YAML refused"
+        raise UserError(f"{kind} at {where}{problem}", hint, file=path) from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"expected a mapping of settings at the top level, got {type(loaded).__name__}", file=path)
+    return loaded
 
 
 # --- RecBole's Config ---------------------------------------------------------------------------------------------

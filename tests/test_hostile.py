@@ -1,0 +1,488 @@
+"""Hostile input: every kind of malformed file, odd path or broken journal ends in one line naming the file and
+the value, exit status 2 and no traceback; the journal's earlier bytes never change and nothing is written outside
+the run's folders. Most cases fail at the check, before any data is loaded; all use a tiny slice of ml-100k."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from helpers import ROOT, shrink
+
+import report
+import run_exps
+from utils.journal import ExperimentsJournal, JournalRecord
+
+JOURNAL = "neumf_journal.csv"
+QUICK = [{"command": "init_model"}, {"command": "info", "params": 0}]
+TRAIN = [{"command": "init_model"}, {"command": "set_config", "params": {"epochs": 1}},
+         {"command": "init_trainer"}, {"command": "train"}]
+ALLOWED = ("run", "log", "log_tensorboard", "saved")  # where a run may write (cwd-relative RecBole folders too)
+
+
+def experiment(root, scenario=QUICK, name="exp.yaml", seed_journal=True, **changes):
+    """A small NeuMF experiment in ``root/run`` without profiles (nothing to build), its journal seeded with a row."""
+    folder = root / "run"
+    folder.mkdir(exist_ok=True)
+    path = shrink("neumf/neumf_ml100k.yaml", folder)
+    raw = yaml.safe_load(path.read_text())
+    raw["llm_config"] = {"embeddings_path": str(folder / "emb")}
+    raw["scenario"] = scenario
+    raw.update(changes)
+    path.unlink()
+    path = folder / name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    journal = folder / raw.get("journal_name", JOURNAL)
+    if seed_journal and not journal.exists():
+        seed = JournalRecord(folder / "earlier.yaml", "run")
+        seed.select_part(0)
+        seed.finish("done")
+        ExperimentsJournal(journal).append(seed.row())
+    return path
+
+
+def snapshot(root):
+    """Every file under ``root`` with its size, time and mode."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_mode)
+            for p in root.rglob("*") if p.is_file() or p.is_dir()}
+
+
+def outside(root, before, after):
+    """Paths created or changed under ``root`` outside the folders a run may write."""
+    changed = {p for p in after if before.get(p) != after[p] and not p.endswith(".lock")}
+    return sorted(p for p in changed if p.split(os.sep)[0] not in ALLOWED)
+
+
+def journal_bytes(folder):
+    return {p.name: p.read_bytes() for p in folder.glob("*.csv") if p.is_file()}
+
+
+# --- the kinds: (setup(workdir) -> (argv, file named in the line, value named in the line)) ----------------------
+
+
+def edit_yaml(path, text):
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def yaml_not_utf8(root):
+    path = experiment(root)
+    edit_yaml(path, path.read_bytes().replace(b"model: NeuMF", b"model: NeuMF # caf\xe9"))
+    return [str(path)], path.name, "byte 0xe9"
+
+
+def yaml_nested_deep(root):
+    path = experiment(root)
+    edit_yaml(path, path.read_text() + "deep: " + "[" * 5000 + "]" * 5000 + "\n")
+    return [str(path)], path.name, "nesting deeper than 64"
+
+
+def yaml_alias_bomb(root):
+    path = experiment(root)
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    edit_yaml(path, path.read_text() + "\n".join(lines) + "\n")
+    return [str(path)], path.name, "aliases expand to more than"
+
+
+def yaml_duplicate_key(root):
+    path = experiment(root)
+    edit_yaml(path, path.read_text() + "epochs: 1\nepochs: 2\n")
+    return [str(path)], path.name, "duplicate key 'epochs'"
+
+
+def setting(key, value, shown=None):
+    def setup(root):
+        path = experiment(root, **{key: value})
+        return [str(path), "--check"], path.name, shown or repr(value)
+
+    setup.__name__ = f"{key}={value!r}"
+    return setup
+
+
+def eval_split_two_ratios(root):
+    raw = yaml.safe_load((ROOT / "experiments/neumf/neumf_ml100k.yaml").read_text())
+    eval_args = dict(raw["eval_args"], split={"RS": [0.8, 0.2]})
+    path = experiment(root, eval_args=eval_args)
+    return [str(path), "--check"], path.name, "[0.8, 0.2]"
+
+
+def step(command, params, shown):
+    def setup(root):
+        path = experiment(root, scenario=TRAIN + [{"command": command, "params": params}])
+        return [str(path), "--check"], path.name, shown
+
+    setup.__name__ = f"{command}:{params!r}"
+    return setup
+
+
+def set_config_valid_metric(root):
+    scenario = [{"command": "init_model"}, {"command": "set_config", "params": {"valid_metric": "bogus@10"}},
+                {"command": "init_trainer"}, {"command": "train"}]
+    path = experiment(root, scenario=scenario)
+    return [str(path)], path.name, "'bogus@10'"
+
+
+def kar_profile_outside(root):
+    path = experiment(root, model="AutoIntKar", user_profile_json="../../../outside/p.json")
+    return [str(path), "--check"], path.name, "'../../../outside/p.json'"
+
+
+def journal_named(name):
+    def setup(root):
+        path = experiment(root, journal_name=name, seed_journal=False)
+        return [str(path)], path.name, repr(name)
+
+    setup.__name__ = f"journal_name={name!r}"
+    return setup
+
+
+def journal_is_a_folder(root):
+    path = experiment(root, journal_name="dir.csv", seed_journal=False)
+    (path.parent / "dir.csv").mkdir()
+    return [str(path)], "dir.csv", "is a folder"
+
+
+def journal_not_utf8(root):
+    path = experiment(root, journal_name="latin.csv", seed_journal=False)
+    (path.parent / "latin.csv").write_bytes(b",config,status\n0,caf\xe9.yaml,done\n")
+    return [str(path)], "latin.csv", "not UTF-8"
+
+
+def journal_read_only(root):
+    path = experiment(root)
+    (path.parent / JOURNAL).chmod(0o444)
+    return [str(path)], JOURNAL, "read-only"
+
+
+def journal_foreign_csv(root):
+    path = experiment(root, journal_name="prices.csv", seed_journal=False)
+    (path.parent / "prices.csv").write_text("name,price\napple,3\n")
+    return [str(path)], "prices.csv", "not an experiments journal"
+
+
+def checkpoint_dir_read_only(root):
+    locked = root / "run" / "locked"
+    locked.mkdir(parents=True)
+    locked.chmod(0o555)
+    path = experiment(root, checkpoint_dir=str(locked / "saved"))
+    return [str(path), "--check"], path.name, "cannot be written"
+
+
+def checkpoint_dir_is_a_file(root):
+    (root / "run").mkdir()
+    (root / "run" / "file").write_text("x")
+    path = experiment(root, checkpoint_dir=str(root / "run" / "file"))
+    return [str(path), "--check"], path.name, "is a file, not a folder"
+
+
+def load_other_shape(root):
+    (root / "run").mkdir()
+    torch.save({"state_dict": {"user_mf_embedding.weight": torch.zeros(3, 2)}}, root / "run" / "other.pth")
+    path = experiment(root, scenario=[{"command": "init_model"}, {"command": "init_trainer"},
+                                      {"command": "load_from_file", "params": str(root / "run" / "other.pth")}])
+    return [str(path)], path.name, "does not fit this NeuMF"
+
+
+def resume_best_with_equal_epochs(root):
+    path = experiment(root, scenario=TRAIN + [{"command": "init_trainer"}, {"command": "load_from_file",
+                                                                            "params": "best"}, {"command": "train"}])
+    return [str(path)], path.name, "epochs is 1"
+
+
+def emb_folder(root):
+    folder = root / "run" / "emb" / "ml-100k"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def all_user_profiles(width=8):
+    """Profiles of every ml-100k user (a superset of the users the small experiment keeps)."""
+    return [{"id": str(u), "embedding": [float((u * (c + 3)) % 7) for c in range(width)]} for u in range(1, 944)]
+
+
+def file_param(command, key, value):
+    def setup(root):
+        params = {"reduce_dim": {"file_in": "u.pt", "file_out": "v.pt", "dimension": 2, "method": "pca"},
+                  "wrap_model": {"distil_loss": "NeumfUserRMSE", "users_emb_file": "u.pt"}}[command]
+        scenario = [{"command": "init_model"}, {"command": command, "params": {**params, key: value}}]
+        path = experiment(root, scenario=scenario)
+        return [str(path), "--check"], path.name, repr(value)
+
+    setup.__name__ = f"{command}.{key}={value!r}"
+    return setup
+
+
+def llm_file(key, value, section=None):
+    def setup(root):
+        llm = {"embeddings_path": str(root / "run" / "emb")}
+        if section == "preprocess_from_json":
+            llm[section] = {"from": "p.json", "to": "u.pt", key: value}
+        elif section == "preprocess_random":
+            llm[section] = {"random": True, "embedding_size": 4, key: value}
+        else:
+            llm[key] = value
+        path = experiment(root)
+        raw = yaml.safe_load(path.read_text())
+        raw["llm_config"] = llm
+        path.write_text(yaml.safe_dump(raw))
+        return [str(path), "--check"], path.name, repr(value)
+
+    setup.__name__ = f"llm_config.{section + '.' if section else ''}{key}={value!r}"
+    return setup
+
+
+def reduce_dim_of(name, content):
+    def setup(root):
+        folder = emb_folder(root)
+        if isinstance(content, bytes):
+            (folder / name).write_bytes(content)
+        else:
+            torch.save(content, folder / name)
+        scenario = [{"command": "reduce_dim", "params": {"file_in": name, "file_out": "small.pt", "dimension": 2,
+                                                         "method": "pca"}}]
+        path = experiment(root, scenario=scenario)
+        return [str(path)], path.name, name
+
+    setup.__name__ = f"reduce_dim of {name}"
+    return setup
+
+
+def width_0_profiles(root):
+    (emb_folder(root) / "p.json").write_text(json.dumps([{"id": "1", "embedding": []}, {"id": "2", "embedding": []}]))
+    path = llm_file("from", "p.json", "preprocess_from_json")(root)[0][0]
+    return [path], "p.json", "width 0"
+
+
+def width_0_matrix(root):
+    torch.save(torch.zeros(943, 0), emb_folder(root) / "u0.pt")
+    scenario = [{"command": "init_model"}, {"command": "wrap_model", "params": {"distil_loss": "NeumfUserRMSE",
+                                                                                 "users_emb_file": "u0.pt"}}]
+    path = experiment(root, scenario=scenario)
+    return [str(path)], "u0.pt", "width 0"
+
+
+def odd_profile_values(value, shown):
+    def setup(root):
+        profiles = all_user_profiles(2)
+        profiles[5]["embedding"][1] = value
+        (emb_folder(root) / "p.json").write_text(json.dumps(profiles))
+        path = llm_file("from", "p.json", "preprocess_from_json")(root)[0][0]
+        return [path], "p.json", shown
+
+    setup.__name__ = f"profile value {value!r}"
+    return setup
+
+
+KINDS = [
+    yaml_not_utf8, yaml_nested_deep, yaml_alias_bomb, yaml_duplicate_key,
+    setting("epochs", -1), setting("epochs", 0), setting("epochs", "five"), setting("train_batch_size", 0),
+    setting("eval_batch_size", -5), setting("learning_rate", -1), setting("seed", "abc"),
+    setting("valid_metric", "bogus@10"), setting("valid_metric", "NDCG@20", "'NDCG@20'"),
+    setting("metrics", ["Recall", "Bogus"], "'Bogus'"), setting("topk", [0]), eval_split_two_ratios,
+    step("test_eval", {"metrics": []}, "[]"), step("test_eval", {"topk": [0]}, "[0]"),
+    step("test_eval", {"mode": "uni-5"}, "'uni-5'"), step("set_config", {"epochs": -1}, "-1"),
+    step("set_config", {"train_batch_size": 0}, "0"), set_config_valid_metric,
+    journal_named("exp.yaml"), journal_named("other.yaml"), journal_named("../up.csv"), journal_named("/tmp/x.csv"),
+    journal_named("journal"), journal_is_a_folder, journal_not_utf8, journal_read_only, journal_foreign_csv,
+    checkpoint_dir_read_only, checkpoint_dir_is_a_file, load_other_shape, resume_best_with_equal_epochs,
+    file_param("reduce_dim", "file_out", "../../../outside/x.pt"), file_param("reduce_dim", "file_out", "/tmp/x.pt"),
+    file_param("reduce_dim", "file_in", "../../../outside/keep.txt"),
+    file_param("wrap_model", "users_emb_file", "../../outside/u.pt"),
+    file_param("wrap_model", "items_emb_file", "/etc/passwd"),
+    llm_file("to", "../../../outside/u.pt", "preprocess_from_json"), llm_file("from", "/etc/passwd",
+                                                                             "preprocess_from_json"),
+    llm_file("random_users_emb_file", "../r.pt", "preprocess_random"), llm_file("default_users_emb_file", "/x/u.pt"),
+    reduce_dim_of("ints.pt", torch.arange(12).reshape(4, 3)), reduce_dim_of("vector.pt", torch.ones(5)),
+    reduce_dim_of("dict.pt", {"w": torch.ones(2, 2)}), reduce_dim_of("text.pt", b"not a tensor at all\n"),
+    width_0_profiles, width_0_matrix,
+    odd_profile_values("0.1", '"0.1"'), odd_profile_values(True, "true"), odd_profile_values([0.5], "[0.5]"),
+    setting("seed", -1), setting("add_train_split", [float("inf"), 1.0], "[inf, 1.0]"),
+    setting("epochs", "-1", "-1"), setting("learning_rate", "-1e-3", "-0.001"), kar_profile_outside,
+    llm_file("embedding_size", 10**9, "preprocess_random"), setting("distil_loss_weight", float("nan"), "nan"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("setup", KINDS, ids=[kind.__name__ for kind in KINDS])
+def test_hostile_input_is_one_line_exit_2_and_changes_nothing_earlier(workdir, capsys, setup):
+    (workdir / "outside").mkdir()
+    (workdir / "outside" / "keep.txt").write_text("untouched")
+    argv, named_file, value = setup(workdir)
+    experiment_file = Path(argv[0])
+    yaml_before, journals_before = experiment_file.read_bytes(), journal_bytes(workdir / "run")
+    before = snapshot(workdir)
+    capsys.readouterr()
+    try:
+        code = run_exps.main(argv)
+    finally:
+        for folder in (workdir / "run").rglob("*"):
+            if folder.is_dir():
+                folder.chmod(0o755)
+        for journal in (workdir / "run").glob("*.csv"):
+            journal.chmod(0o644)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2, err
+    assert len(errors) == 1, err
+    assert named_file in errors[0] and value in errors[0], errors[0]
+    assert "Traceback" not in err
+    assert experiment_file.read_bytes() == yaml_before
+    for name, content in journals_before.items():
+        assert (workdir / "run" / name).read_bytes().startswith(content), name  # rows may follow, never change
+    assert outside(workdir, before, snapshot(workdir)) == []
+    assert not list(workdir.rglob("*.tmp"))
+
+
+# --- kinds that must run correctly (or keep everything) instead --------------------------------------------------
+
+
+def test_an_old_journal_with_a_huge_error_cell_still_journals_the_next_run(workdir, capsys):
+    path = experiment(workdir)
+    journal = path.parent / JOURNAL
+    with open(journal, "a", encoding="utf-8") as fh:
+        fh.write("1,run,huge.yaml" + "," * 5 + "v" * 200_000 + "\n")
+    before = journal.read_bytes()
+    assert run_exps.main([str(path)]) == 0
+    assert journal.read_bytes().startswith(before)
+    assert list(pd.read_csv(journal, index_col=0)["config"])[-1] == "exp.yaml"
+
+
+def test_a_huge_value_is_journaled_cut_and_the_next_append_works(workdir, capsys):
+    path = experiment(workdir, epochs="x" * 200_000)
+    assert run_exps.main([str(path)]) == 2
+    good = experiment(workdir, name="good.yaml")
+    assert run_exps.main([str(good)]) == 0
+    frame = pd.read_csv(path.parent / JOURNAL, index_col=0)
+    assert list(frame["status"])[-2:] == ["failed", "done"] and len(frame["error"].iloc[-2]) < 1000
+
+
+def test_save_datasets_on_the_neumf_scenario_writes_the_splits_next_to_it(workdir, capsys):
+    path = experiment(workdir, scenario=[{"command": "save_datasets"}])
+    assert run_exps.main([str(path)]) == 0
+    written = sorted(p.name for p in path.parent.glob("*.tsv"))
+    assert written == ["exp.test.tsv", "exp.train.tsv", "exp.valid.tsv"]
+    train = pd.read_csv(path.parent / "exp.train.tsv", sep="\t")
+    assert list(train.columns) == ["user_id", "item_id", "rating", "timestamp"] and len(train) > 1000
+
+
+def test_resume_best_then_train_keeps_the_earlier_parts_best_model(workdir, capsys):
+    scenario = TRAIN + [{"command": "set", "params": {"train_part": 1}},
+                        {"command": "set_config", "params": {"epochs": 3}}, {"command": "init_trainer"},
+                        {"command": "load_from_file", "params": "best"}, {"command": "train"}]
+    path = experiment(workdir, scenario=scenario)
+    assert run_exps.main([str(path)]) == 0
+    row = pd.read_csv(path.parent / JOURNAL, index_col=0).iloc[-1]
+    first, second = row["train_0:bestmodel_file"], row["train_1:bestmodel_file"]
+    assert first != second and Path(first).is_file() and Path(second).is_file()
+    assert torch.load(first, weights_only=True)["epoch"] == 0
+    assert row["train_1:epochs_run"] >= 1
+
+
+def test_sigterm_journals_the_running_experiment_as_interrupted(workdir):
+    path = experiment(workdir, scenario=[{"command": "init_model"}, {"command": "set_config", "params": {"epochs": 50}},
+                                         {"command": "init_trainer"}, {"command": "train"}])
+    before = (path.parent / JOURNAL).read_bytes()
+    process = subprocess.Popen([sys.executable, "-u", str(ROOT / "run_exps.py"), str(path)], cwd=workdir,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if "] train" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    assert "Traceback" not in err and err.count("error:") == 1 and "SIGTERM" in err
+    after = (path.parent / JOURNAL).read_bytes()
+    assert after.startswith(before)
+    row = pd.read_csv(path.parent / JOURNAL, index_col=0).iloc[-1]
+    assert row["config"] == "exp.yaml" and row["status"] == "interrupted" and "SIGTERM" in row["error"]
+
+
+def test_make_profiles_tfidf_dim_0_is_one_line(workdir):
+    path = experiment(workdir)
+    done = subprocess.run([sys.executable, str(ROOT / "make_profiles.py"), "--config", str(path), "--encoder", "tfidf",
+                           "--dim", "0"], cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("error:") == 1 and "dim must be an integer of 1 or more, got 0" in done.stderr
+
+
+# --- report.py ----------------------------------------------------------------------------------------------------
+
+
+def report_case(name):
+    def setup(folder):
+        journal = folder / "j.csv"
+        if name == "missing path":
+            return folder / "nowhere", "nowhere"
+        if name == "empty journal":
+            journal.write_text("")
+            return journal, "is empty"
+        if name == "foreign csv":
+            journal.write_text("name,price\napple,3\n")
+            return journal, "not an experiments journal"
+        if name == "binary journal":
+            journal.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+            return journal, "j.csv"
+        if name == "folder without journals":
+            return folder, "no journal"
+        row = {"config": "a.yaml", "status": "done", "model": "NeuMF", "seed": "1",
+               "train_0:best_test_res": json.dumps({"ndcg@10": 0.3}), "history_file": "../../etc/passwd"}
+        ExperimentsJournal(journal).append(row)
+        return journal, "'../../etc/passwd'"
+
+    return setup
+
+
+REPORT_KINDS = ["missing path", "empty journal", "foreign csv", "binary journal", "folder without journals",
+                "history outside the folder"]
+
+
+@pytest.mark.parametrize("name", REPORT_KINDS)
+def test_report_on_a_broken_journal_is_one_line_and_exit_2(tmp_path, capsys, name):
+    path, shown = report_case(name)(tmp_path)
+    assert report.main([str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and shown in err and "Traceback" not in err, err
+
+
+def test_a_non_utf8_file_in_a_folder_stops_neither_check_nor_resume(workdir, capsys):
+    good = experiment(workdir, name="b_good.yaml")
+    bad = experiment(workdir, name="a_bad.yaml")
+    bad.write_bytes(bad.read_bytes().replace(b"model: NeuMF", b"model: NeuMF # caf\xe9"))
+    assert run_exps.main([str(good.parent), "--check"]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("error:") == 1 and "a_bad.yaml" in err and "ok: " + str(good) in out
+    assert run_exps.main([str(good.parent), "--resume"]) == 2
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "b_good.yaml" in out
+    frame = pd.read_csv(good.parent / JOURNAL, index_col=0)
+    assert list(zip(frame["config"], frame["status"]))[-1] == ("b_good.yaml", "done")
+    unread = pd.read_csv(good.parent / "journal.csv", index_col=0)  # its journal_name could not be read
+    assert list(zip(unread["config"], unread["status"])) == [("a_bad.yaml", "failed")]
+
+
+def test_the_conversion_cache_notices_a_matrix_replaced_under_its_name(workdir, capsys):
+    (emb_folder(workdir) / "p.json").write_text(json.dumps(all_user_profiles(8)))
+    path = llm_file("from", "p.json", "preprocess_from_json")(workdir)[0][0]
+    raw = yaml.safe_load(Path(path).read_text())
+    raw["scenario"] = [{"command": "reduce_dim", "params": {"file_in": "u.pt", "file_out": "u.pt", "dimension": 2,
+                                                            "method": "pca"}}]  # over the conversion's own output
+    Path(path).write_text(yaml.safe_dump(raw))
+    assert run_exps.main([path]) == 0
+    assert "p.json -> u.pt" in capsys.readouterr().out
+    raw["scenario"] = [{"command": "init_model"}]
+    Path(path).write_text(yaml.safe_dump(raw))
+    assert run_exps.main([path]) == 0
+    out = capsys.readouterr().out
+    assert "p.json -> u.pt" in out and "up to date" not in out  # converted again: the 2-d matrix is not trusted
+    (emb_folder(workdir) / "p.json").write_text(json.dumps(all_user_profiles(8)))  # same content, new date
+    assert run_exps.main([path]) == 0
+    assert "u.pt is up to date with p.json" in capsys.readouterr().out
