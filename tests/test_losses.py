@@ -18,7 +18,7 @@ CASES = [
     ("NGCF", "NGCFUserRMSE", "GNNlayers.0", ["GNNlayers.0.linear", "user_embedding"],
      "GNNlayers.0.interActTransform", "GNNlayers.1.linear"),
     ("LightGCN", "LightGCNUserRMSE", 1, ["user_embedding"], "item_embedding", None),
-    ("LightGCN", "LightGCNUserCosSim", 1, ["user_embedding"], "item_embedding", None),
+    ("LightGCN", "LightGCNUserCosine", 1, ["user_embedding"], "item_embedding", None),
     ("AutoInt", "AutoIntUserRMSE", "mlp_layers.mlp_layers.2", ["mlp_layers.mlp_layers.1", "token_embedding_table"],
      "mlp_layers.mlp_layers.1", "deep_predict_layer"),
     ("SASRec", "SASRecUserRMSE", 1, ["item_embedding", "trm_encoder.layer.0.feed_forward.dense_1"],
@@ -172,3 +172,44 @@ def test_item_side_distillation_needs_item_profiles(built):
     config, data, model = built("NeuMF")
     with pytest.raises(UserError, match="use_item_emb"):
         losses.HiddenDistil(model, data.train_dataset, user_emb=torch.randn(data.dataset.user_num, 4), entity="item")
+
+
+# --- the registry ------------------------------------------------------------------------------------------------
+
+
+def test_a_legacy_name_is_an_alias_of_its_loss():
+    from utils.utils import get_loss_class
+
+    assert get_loss_class("AutoIntUserCosSim", "AutoInt") is losses.AutoIntUserCosine
+    assert get_loss_class("LightGCNUserCosSim", "LightGCN") is losses.LightGCNUserCosine
+
+
+def test_base_classes_are_neither_found_nor_offered():
+    from utils.utils import available_losses, get_loss_class
+
+    names = available_losses("NeuMF")
+    assert {"NeumfUserRMSE", "HiddenDistil"} <= set(names)
+    assert not {"DistilLoss", "UserRowsLoss", "GraphUserLoss", "AutoIntUserCosSim"} & set(names)
+    with pytest.raises(UserError, match="unknown distillation loss 'UserRowsLoss'"):
+        get_loss_class("UserRowsLoss", "NeuMF")
+
+
+def test_an_unknown_loss_is_one_line_with_a_suggestion():
+    from utils.utils import get_loss_class
+
+    with pytest.raises(UserError) as err:
+        get_loss_class("NeumfUserRMS", "NeuMF")
+    line = str(err.value)
+    assert "\n" not in line and "did you mean 'NeumfUserRMSE'?" in line and "available: AutoIntUserCosine, " in line
+
+
+def test_a_loss_registered_in_a_models_file_serves_that_model_only(monkeypatch):
+    from utils.utils import get_loss_class
+
+    monkeypatch.setattr(losses, "_LOSSES", dict(losses._LOSSES))
+    monkeypatch.setattr(losses, "_CANONICAL", set(losses._CANONICAL))
+    custom = type("TwoTowersUserRMSE", (losses.UserRowsLoss,), {"__module__": "models.twotowers"})
+    losses.register_loss(custom)
+    assert get_loss_class("TwoTowersUserRMSE", "TwoTowers") is custom
+    with pytest.raises(UserError, match="unknown distillation loss"):
+        get_loss_class("TwoTowersUserRMSE", "NeuMF")

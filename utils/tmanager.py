@@ -289,7 +289,7 @@ def _wrap_model(run, params):
                       particular=params.get("particular", False), **options)
     run.wrapper = wrap.ModelWrapper(run.model, loss, run.settings.distil_loss_weight).to(run.config["device"])
     run.trainer = None
-    run.record.set_part("loss_name", loss_class.__name__)
+    run.record.set_part("loss_name", params["distil_loss"])  # as written: an alias stays the name journaled
     run.record.set_part("users_emb", users_file if "user" in matrices else None)
     run.record.set_part("items_emb", items_file if "item" in matrices else None)
     run.record.set_part("particular", bool(params.get("particular", False)))
