@@ -1,10 +1,12 @@
 """Distillation losses: make a hooked intermediate layer reconstruct the LLM profile vectors.
 
-A loss is built by the ``wrap_model`` command with the inner RecBole model and the profile matrices, and is called
-each training batch as ``loss(hooked, interaction)``:
+A loss is built by the ``wrap_model`` command with the RecBole model and the profile matrices, declares in
+:meth:`DistilLoss.reads` which side (input/output) and which calls of which hooked layer it reads (only those are
+captured), and is called each training batch as ``loss(hooked, interaction)``:
 
-- ``hooked`` maps each hooked layer number to ``{'input': [...], 'output': [...]}``, one entry per call of that
-  layer in the batch (a layer can run more than once, e.g. for positive and negative items). An input entry is
+- ``hooked`` (``utils.wrapper.Hooked``) maps each hooked layer, by the number or dotted path ``set_outputs`` took,
+  to ``{'input': [...], 'output': [...]}``, one entry per call of that layer in the batch (a layer can run more
+  than once, e.g. for positive and negative items; a call the loss did not declare is None). An input entry is
   the tuple of positional arguments the layer got; an output entry is whatever it returned.
 - ``interaction`` is RecBole's batch.
 
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.errors import UserError
+from utils.wrapper import Read
 
 _LOSSES = {}  # name or alias -> loss class; each class keeps the module it was defined in (its scope)
 _CANONICAL = set()  # the names classes are registered under (aliases left out of listings)
@@ -104,11 +107,15 @@ class DistilLoss(nn.Module):
         particular: compare only the first ``d`` columns of the hooked tensor, ``d`` = the profile width.
 
     Class attributes a subclass may set:
-        source: 'output' or 'input': which side of the hooked layer the loss reads by default.
+        source: 'output' or 'input': which side of the hooked layer the loss reads.
+        layer: which hooked layer it reads, as ``set_outputs`` names it; None (default): the one hooked layer.
+        calls: which calls of that layer in a batch it reads (default: the first); None: every call.
         needs: the matrices the loss requires, a subset of ``{'user', 'item'}``.
     """
 
     source = "output"
+    layer = None
+    calls = (0,)
     needs = frozenset({"user"})
     options = {}  # extra wrap_model params this loss takes: name -> allowed values (tuple), a type, or None (any)
 
@@ -157,16 +164,17 @@ class DistilLoss(nn.Module):
 
     # --- reading the hooked data ------------------------------------------------------------------------------
 
+    def reads(self):
+        """What this loss reads each batch: a list of :class:`utils.wrapper.Read`; only that is captured.
+
+        The default reads :attr:`source` of :attr:`layer`, calls :attr:`calls`; a loss reading more overrides it.
+        """
+        return [Read(self.layer, self.source, self.calls)]
+
     def hooked_value(self, hooked, source=None, layer=None, call=0):
-        """The raw input tuple or output of one call of one hooked layer (the first hooked layer by default)."""
-        source = source or self.source
-        uid = next(iter(hooked)) if layer is None else layer
-        if uid not in hooked:
-            raise UserError(f"layer {uid} is not hooked; hooked layers: {sorted(hooked)}", "check set_outputs")
-        calls = hooked[uid][source]
-        if call >= len(calls):
-            raise UserError(f"layer {uid} ran {len(calls)} time(s) in this batch; call {call} does not exist")
-        return calls[call]
+        """The raw input tuple or output of one call of one hooked layer (default: :attr:`source` of
+        :attr:`layer`)."""
+        return hooked.value(self.layer if layer is None else layer, source or self.source, call)
 
     def hooked_tensor(self, hooked, source=None, layer=None, call=0):
         """The first tensor of :meth:`hooked_value`."""
@@ -302,7 +310,8 @@ class HiddenDistil(DistilLoss):
     """The generic loss, configured in ``wrap_model`` instead of written in Python.
 
     Options (``wrap_model`` params next to ``distil_loss: HiddenDistil``):
-        layer: which hooked layer (a number from ``info`` or a dotted path; default: the first hooked).
+        layer: which hooked layer, as ``set_outputs`` names it (a number from ``info`` or a dotted path); default:
+            the one hooked layer.
         source: 'output' (default) or 'input' of that layer.
         call: which call of the layer in the batch (default 0: e.g. the positive items, not the negatives).
         entity: 'user' (default) or 'item' (item profiles: set llm_config.use_item_emb).
@@ -328,21 +337,8 @@ class HiddenDistil(DistilLoss):
         if entity == "user" and user_emb is None or entity == "item" and item_emb is None:
             raise UserError(f"HiddenDistil with entity {entity} needs {entity} profiles but none were loaded",
                             f"set llm_config.use_{entity}_emb: True and give {entity}s_emb_file in wrap_model")
-        self.layer, self.source, self.call = layer, source, call
+        self.layer, self.source, self.call, self.calls = layer, source, call, (call,)
         self.entity, self.rows, self.metric = entity, rows, distance
-        self.layer_uid = None  # resolved by the wrapper when layers are hooked
-
-    def bind(self, hooked_layers):
-        """Resolve ``layer`` among the hooked layers (number or dotted path)."""
-        if self.layer is None:
-            self.layer_uid = hooked_layers[0].uid
-            return
-        for layer in hooked_layers:
-            if self.layer in (layer.uid, layer.path):
-                self.layer_uid = layer.uid
-                return
-        raise UserError(f"HiddenDistil: layer {self.layer!r} is not among the hooked layers "
-                        f"({', '.join(str(layer.uid) for layer in hooked_layers)})", "hook it with set_outputs")
 
     def _tensor(self, value):
         """The hooked tensor; from a graph model's (all users, all items) pair, the entity's half."""
@@ -353,7 +349,7 @@ class HiddenDistil(DistilLoss):
         return first_tensor(value)
 
     def forward(self, hooked, interaction):
-        tensor = self._tensor(self.hooked_value(hooked, self.source, self.layer_uid, self.call))
+        tensor = self._tensor(self.hooked_value(hooked, call=self.call))
         count = self.n_users if self.entity == "user" else self.n_items
         ids = interaction[self.uid_field if self.entity == "user" else self.iid_field]
         rows = self.rows

@@ -43,11 +43,11 @@ def distil_backward(model_name, loss_name, hooked, built, frozen=None, width=8):
     torch.manual_seed(0)
     profiles = torch.randn(data.dataset.user_num, width)
     loss = getattr(losses, loss_name)(model, data.train_dataset, user_emb=profiles, particular=True)
-    wrapper = wrap.ModelWrapper(model, loss, alpha=1.0)  # alpha 1: the model's own loss adds exactly zero gradient
-    wrapper.set_outputs([hooked])
-    wrapper.train()
+    distiller = wrap.Distiller(model, loss, alpha=1.0)  # alpha 1: the model's own loss adds exactly zero gradient
+    distiller.set_outputs([hooked])
+    model.train()
     batch = next(iter(data.train_parts[0]))
-    distil = wrapper.calculate_loss(batch)
+    distil = distiller(batch)
     assert distil.numel() == 1 and torch.isfinite(distil) and distil > 0  # NGCF: its own loss has shape (1,)
     distil.backward()
     return model
@@ -143,9 +143,9 @@ def test_the_generic_loss_distils_without_model_specific_code(built, model_name,
     torch.manual_seed(0)
     profiles = {"user_emb": torch.randn(data.dataset.user_num, 8), "item_emb": torch.randn(data.dataset.item_num, 8)}
     loss = losses.HiddenDistil(model, data.train_dataset, particular=True, **profiles, **options)
-    wrapper = wrap.ModelWrapper(model, loss, alpha=1.0)
-    wrapper.set_outputs([hooked])
-    distil = wrapper.calculate_loss(next(iter(data.train_parts[0])))
+    distiller = wrap.Distiller(model, loss, alpha=1.0)
+    distiller.set_outputs([hooked])
+    distil = distiller(next(iter(data.train_parts[0])))
     assert distil > 0
     distil.backward()
     assert any(g is not None and g.abs().sum() > 0 for g in grads(model, producer))
@@ -165,7 +165,7 @@ def test_generic_loss_names_a_layer_that_is_not_hooked(built):
     loss = losses.HiddenDistil(model, data.train_dataset, user_emb=torch.randn(data.dataset.user_num, 4),
                                layer="predict_layer")
     with pytest.raises(UserError, match="not among the hooked layers"):
-        wrap.ModelWrapper(copy.deepcopy(model), loss, alpha=0.5).set_outputs([9])
+        wrap.Distiller(copy.deepcopy(model), loss, alpha=0.5).set_outputs([9])
 
 
 def test_item_side_distillation_needs_item_profiles(built):
