@@ -171,6 +171,7 @@ def test_the_same_module_hooked_twice_is_hooked_and_captured_once(built):
     assert len(model.user_mf_embedding._forward_hooks) == 1
     distiller(batch_of(data))
     assert loss.seen[2]["calls"] == 1 and len(loss.seen["user_mf_embedding"]["output"]) == 1
+    assert list(loss.seen) == [2] and "user_mf_embedding" in loss.seen and 3 not in loss.seen
     with pytest.raises(UserError, match="call 1 does not exist"):
         loss.hooked_value(loss.seen, "output", 2, call=1)
 

@@ -267,6 +267,9 @@ class Hooked(Mapping):
     def __len__(self):
         return len(self._layers)
 
+    def __contains__(self, ref):
+        return ref in self._paths
+
     def path(self, ref):
         """The path of a hooked layer named by ``ref`` (None: the only hooked layer)."""
         if ref is None and len(self._layers) == 1:
