@@ -52,7 +52,7 @@ def build(model_name, batch, epochs, modes):
     from utils.data import build_dataset, prepare_data
     from utils.trainer import build_trainer
     from utils.utils import ExperimentConfig, get_model_class
-    from utils.wrapper import ModelWrapper
+    from utils.wrapper import Distiller
 
     settings = {"use_gpu": False, "state": "ERROR", "seed": 2020, "reproducibility": True, "epochs": epochs + 1,
                 "train_batch_size": batch, "checkpoint_dir": tempfile.mkdtemp(), "show_progress": False,
@@ -66,15 +66,15 @@ def build(model_name, batch, epochs, modes):
     for mode in modes:
         init_seed(config["seed"], True)
         model = model_class(config, data.train_dataset)
-        profile_bytes = 0
+        profile_bytes, distiller = 0, None
         if mode == "wrapped":
             profiles = torch.randn(data.dataset.user_num, WIDTH)
             profile_bytes = profiles.numel() * profiles.element_size()
             loss = getattr(losses, CASES[model_name]["loss"])(model, data.train_dataset, user_emb=profiles,
                                                                particular=True)
-            model = ModelWrapper(model, loss, alpha=0.5)
-            model.set_outputs([CASES[model_name]["layer"]])
-        built[mode] = (build_trainer(config, model, f"overhead-{mode}"), profile_bytes)
+            distiller = Distiller(model, loss, alpha=0.5)
+            distiller.set_outputs([CASES[model_name]["layer"]])
+        built[mode] = (build_trainer(config, model, f"overhead-{mode}", distiller=distiller), profile_bytes)
     return data.train_parts[0], built
 
 

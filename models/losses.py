@@ -1,10 +1,12 @@
 """Distillation losses: make a hooked intermediate layer reconstruct the LLM profile vectors.
 
-A loss is built by the ``wrap_model`` command with the inner RecBole model and the profile matrices, and is called
-each training batch as ``loss(hooked, interaction)``:
+A loss is built by the ``wrap_model`` command with the RecBole model and the profile matrices, declares in
+:meth:`DistilLoss.reads` which side (input/output) and which calls of which hooked layer it reads (only those are
+captured), and is called each training batch as ``loss(hooked, interaction)``:
 
-- ``hooked`` maps each hooked layer number to ``{'input': [...], 'output': [...]}``, one entry per call of that
-  layer in the batch (a layer can run more than once, e.g. for positive and negative items). An input entry is
+- ``hooked`` (``utils.wrapper.Hooked``) maps each hooked layer, by the number or dotted path ``set_outputs`` took,
+  to ``{'input': [...], 'output': [...]}``, one entry per call of that layer in the batch (a layer can run more
+  than once, e.g. for positive and negative items; a call the loss did not declare is None). An input entry is
   the tuple of positional arguments the layer got; an output entry is whatever it returned.
 - ``interaction`` is RecBole's batch.
 
@@ -12,14 +14,68 @@ It returns a scalar tensor. Matrices are indexed by RecBole's internal ids: ``se
 (row 0 belongs to RecBole's padding id; ``users_start_with_1`` adds it when a file holds only real users).
 
 To add a loss, subclass :class:`DistilLoss` (or one of the ready bases below) in this file or in
-``models/<model name lower>.py``, and name the class in ``wrap_model``'s ``distil_loss``.
+``models/<model name lower>.py`` and decorate it with :func:`register_loss`; ``wrap_model``'s ``distil_loss`` names
+it. Only registered classes are losses: the bases are not, so they are never offered as choices.
 """
+
+import difflib
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from utils.errors import UserError
+from utils.wrapper import Read
+
+_LOSSES = {}  # name or alias -> loss class; each class keeps the module it was defined in (its scope)
+_CANONICAL = set()  # the names classes are registered under (aliases left out of listings)
+
+
+def register_loss(cls=None, *, aliases=()):
+    """Class decorator: make a :class:`DistilLoss` subclass a loss named by its class name (and ``aliases``).
+
+    A loss in ``models/losses.py`` serves every model; one in ``models/<model name lower>.py`` serves that model.
+
+    Raises:
+        ValueError: a name already taken by another class (a programming error, not a user's).
+    """
+
+    def register(loss_class):
+        for name in (loss_class.__name__, *aliases):
+            taken = _LOSSES.get(name)
+            if taken is not None and taken.__qualname__ != loss_class.__qualname__:
+                raise ValueError(f"loss name {name!r} is already registered for {taken.__module__}.{taken.__name__}")
+            _LOSSES[name] = loss_class
+        _CANONICAL.add(loss_class.__name__)
+        return loss_class
+
+    return register(cls) if cls is not None else register
+
+
+def _in_scope(loss_class, modules):
+    return loss_class.__module__ in modules
+
+
+def registered_losses(modules=(__name__,)):
+    """Sorted names of the losses defined in ``modules`` (module names), aliases left out."""
+    return sorted(name for name in _CANONICAL if _in_scope(_LOSSES[name], modules))
+
+
+def find_loss(name, modules=(__name__,)):
+    """The loss class registered as ``name`` (a class name or an alias) in one of ``modules``.
+
+    Raises:
+        UserError: no such loss, in one line with the closest registered name and the available ones.
+    """
+    found = _LOSSES.get(name) if isinstance(name, str) else None
+    if found is not None and _in_scope(found, modules):
+        return found
+    known = [key for key, value in _LOSSES.items() if _in_scope(value, modules)]
+    near = difflib.get_close_matches(str(name), known, n=1)
+    raise UserError(
+        f"unknown distillation loss '{name}'" + (f"; did you mean '{near[0]}'?" if near else ""),
+        f"available: {', '.join(registered_losses(modules))}",
+    )
 
 
 def as_rows(tensor):
@@ -51,22 +107,21 @@ class DistilLoss(nn.Module):
         particular: compare only the first ``d`` columns of the hooked tensor, ``d`` = the profile width.
 
     Class attributes a subclass may set:
-        base: True in the body of a class meant to be subclassed, not named in ``wrap_model`` (not inherited:
-            it is read from the class's own namespace), so it is never offered as an available loss.
-        source: 'output' or 'input': which side of the hooked layer the loss reads by default.
+        source: 'output' or 'input': which side of the hooked layer the loss reads.
+        layer: which hooked layer it reads, as ``set_outputs`` names it; None (default): the one hooked layer.
+        calls: which calls of that layer in a batch it reads (default: the first); None: every call.
         needs: the matrices the loss requires, a subset of ``{'user', 'item'}``.
     """
 
-    base = True
     source = "output"
+    layer = None
+    calls = (0,)
     needs = frozenset({"user"})
     options = {}  # extra wrap_model params this loss takes: name -> allowed values (tuple), a type, or None (any)
 
     @classmethod
     def check_options(cls, values):
         """Check extra ``wrap_model`` params against :attr:`options`; raises UserError naming the bad one."""
-        import difflib
-
         for key, value in values.items():
             if key not in cls.options:
                 common = ["distil_loss", "users_emb_file", "items_emb_file", "particular"]
@@ -109,16 +164,17 @@ class DistilLoss(nn.Module):
 
     # --- reading the hooked data ------------------------------------------------------------------------------
 
+    def reads(self):
+        """What this loss reads each batch: a list of :class:`utils.wrapper.Read`; only that is captured.
+
+        The default reads :attr:`source` of :attr:`layer`, calls :attr:`calls`; a loss reading more overrides it.
+        """
+        return [Read(self.layer, self.source, self.calls)]
+
     def hooked_value(self, hooked, source=None, layer=None, call=0):
-        """The raw input tuple or output of one call of one hooked layer (the first hooked layer by default)."""
-        source = source or self.source
-        uid = next(iter(hooked)) if layer is None else layer
-        if uid not in hooked:
-            raise UserError(f"layer {uid} is not hooked; hooked layers: {sorted(hooked)}", "check set_outputs")
-        calls = hooked[uid][source]
-        if call >= len(calls):
-            raise UserError(f"layer {uid} ran {len(calls)} time(s) in this batch; call {call} does not exist")
-        return calls[call]
+        """The raw input tuple or output of one call of one hooked layer (default: :attr:`source` of
+        :attr:`layer`)."""
+        return hooked.value(self.layer if layer is None else layer, source or self.source, call)
 
     def hooked_tensor(self, hooked, source=None, layer=None, call=0):
         """The first tensor of :meth:`hooked_value`."""
@@ -206,7 +262,6 @@ def _as_float(matrix):
 class UserRowsLoss(DistilLoss):
     """The hooked tensor has one row per batch interaction; each row should reconstruct its user's profile."""
 
-    base = True
     metric = "rmse"
 
     def batch_users(self, interaction, rows):
@@ -226,7 +281,6 @@ class GraphUserLoss(DistilLoss):
     ``n_users`` rows are the users (e.g. one of NGCF's propagation layers).
     """
 
-    base = True
     metric = "rmse"
 
     def all_users(self, hooked):
@@ -251,11 +305,13 @@ class GraphUserLoss(DistilLoss):
         return self.distance(self.metric, hidden, self.user_targets(users))
 
 
+@register_loss
 class HiddenDistil(DistilLoss):
     """The generic loss, configured in ``wrap_model`` instead of written in Python.
 
     Options (``wrap_model`` params next to ``distil_loss: HiddenDistil``):
-        layer: which hooked layer (a number from ``info`` or a dotted path; default: the first hooked).
+        layer: which hooked layer, as ``set_outputs`` names it (a number from ``info`` or a dotted path); default:
+            the one hooked layer.
         source: 'output' (default) or 'input' of that layer.
         call: which call of the layer in the batch (default 0: e.g. the positive items, not the negatives).
         entity: 'user' (default) or 'item' (item profiles: set llm_config.use_item_emb).
@@ -281,21 +337,8 @@ class HiddenDistil(DistilLoss):
         if entity == "user" and user_emb is None or entity == "item" and item_emb is None:
             raise UserError(f"HiddenDistil with entity {entity} needs {entity} profiles but none were loaded",
                             f"set llm_config.use_{entity}_emb: True and give {entity}s_emb_file in wrap_model")
-        self.layer, self.source, self.call = layer, source, call
+        self.layer, self.source, self.call, self.calls = layer, source, call, (call,)
         self.entity, self.rows, self.metric = entity, rows, distance
-        self.layer_uid = None  # resolved by the wrapper when layers are hooked
-
-    def bind(self, hooked_layers):
-        """Resolve ``layer`` among the hooked layers (number or dotted path)."""
-        if self.layer is None:
-            self.layer_uid = hooked_layers[0].uid
-            return
-        for layer in hooked_layers:
-            if self.layer in (layer.uid, layer.path):
-                self.layer_uid = layer.uid
-                return
-        raise UserError(f"HiddenDistil: layer {self.layer!r} is not among the hooked layers "
-                        f"({', '.join(str(layer.uid) for layer in hooked_layers)})", "hook it with set_outputs")
 
     def _tensor(self, value):
         """The hooked tensor; from a graph model's (all users, all items) pair, the entity's half."""
@@ -306,7 +349,7 @@ class HiddenDistil(DistilLoss):
         return first_tensor(value)
 
     def forward(self, hooked, interaction):
-        tensor = self._tensor(self.hooked_value(hooked, self.source, self.layer_uid, self.call))
+        tensor = self._tensor(self.hooked_value(hooked, call=self.call))
         count = self.n_users if self.entity == "user" else self.n_items
         ids = interaction[self.uid_field if self.entity == "user" else self.iid_field]
         rows = self.rows
@@ -323,16 +366,19 @@ class HiddenDistil(DistilLoss):
 # --- per-model losses: what the ready scenarios in experiments/ use ---------------------------------------------
 
 
+@register_loss
 class NeumfUserRMSE(UserRowsLoss):
     """NeuMF: a hooked MLP layer's output (one row per interaction) reconstructs the user's profile."""
 
 
+@register_loss
 class NeumfUserCosine(UserRowsLoss):
     """NeuMF with cosine distance instead of RMSE."""
 
     metric = "cosine"
 
 
+@register_loss
 class SimpleXUserRMSE(UserRowsLoss):
     """SimpleX: the input of the hooked layer (the ``dropout`` after the user-history aggregation, one row per
     batch user) reconstructs the user's profile."""
@@ -347,18 +393,21 @@ class SimpleXUserRMSE(UserRowsLoss):
         return users
 
 
+@register_loss
 class SimpleXUserCosine(SimpleXUserRMSE):
     """SimpleX with cosine distance instead of RMSE."""
 
     metric = "cosine"
 
 
+@register_loss
 class MultiVAEUserRMSE(UserRowsLoss):
     """MultiVAE: the input of the hooked decoder layer (the latent code of each batch user)."""
 
     source = "input"
 
 
+@register_loss
 class AutoIntUserRMSE(UserRowsLoss):
     """AutoInt (context-aware): the hooked layer's input, flattened per interaction, reconstructs the user's
     profile (e.g. the MLP's input, whose first columns are the user's field embeddings)."""
@@ -366,29 +415,35 @@ class AutoIntUserRMSE(UserRowsLoss):
     source = "input"
 
 
-class AutoIntUserCosSim(AutoIntUserRMSE):
-    """AutoInt with cosine distance (the name the original tool's AutoInt files use; it had no such class)."""
+@register_loss(aliases=("AutoIntUserCosSim",))  # the name seven of the original tool's AutoInt files use
+class AutoIntUserCosine(AutoIntUserRMSE):
+    """AutoInt with cosine distance."""
 
     metric = "cosine"
 
 
+@register_loss
 class SASRecUserRMSE(UserRowsLoss):
     """SASRec (sequential): the sequence representation (the model's own output, layer 1) stands for the user."""
 
 
+@register_loss
 class GRU4RecUserRMSE(SASRecUserRMSE):
     """GRU4Rec (sequential): as :class:`SASRecUserRMSE`."""
 
 
+@register_loss
 class NGCFUserRMSE(GraphUserLoss):
     """NGCF: a propagation layer's (or the model's) output over all users; the batch users' rows."""
 
 
+@register_loss
 class LightGCNUserRMSE(GraphUserLoss):
     """LightGCN: the model's own output (layer 1, all users and items); the batch users' rows."""
 
 
-class LightGCNUserCosSim(GraphUserLoss):
-    """LightGCN with cosine distance (the name used by earlier configs)."""
+@register_loss(aliases=("LightGCNUserCosSim",))  # the name earlier configs use
+class LightGCNUserCosine(GraphUserLoss):
+    """LightGCN with cosine distance."""
 
     metric = "cosine"

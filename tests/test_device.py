@@ -109,13 +109,13 @@ def test_the_combined_training_loss_stays_on_the_models_device(built, model_name
     model = copy.deepcopy(model)
     profiles = torch.randn(data.dataset.user_num, 8)
     loss = getattr(losses, loss_name)(model, data.train_dataset, user_emb=profiles, particular=True, **options)
-    wrapper = wrap.ModelWrapper(model, loss, alpha=0.5)
-    wrapper.set_outputs([layer])
-    assert stray_tensors(wrapper) == []
-    wrapper = on_meta(wrapper)
-    assert {t.device for t in list(wrapper.parameters()) + list(wrapper.buffers())} == {META}
-    wrapper.train()
-    combined = wrapper.calculate_loss(next(iter(data.train_parts[0])).to(META))
+    distiller = wrap.Distiller(model, loss, alpha=0.5)
+    distiller.set_outputs([layer])
+    assert stray_tensors(model) == [] and stray_tensors(loss) == []
+    on_meta(model), on_meta(loss)  # in place: the distiller and its hooks keep these same objects
+    assert {t.device for t in list(model.parameters()) + list(model.buffers()) + list(loss.buffers())} == {META}
+    model.train()
+    combined = distiller(next(iter(data.train_parts[0])).to(META))
     assert combined.device == META and combined.dim() == 0
 
 

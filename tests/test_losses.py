@@ -18,7 +18,7 @@ CASES = [
     ("NGCF", "NGCFUserRMSE", "GNNlayers.0", ["GNNlayers.0.linear", "user_embedding"],
      "GNNlayers.0.interActTransform", "GNNlayers.1.linear"),
     ("LightGCN", "LightGCNUserRMSE", 1, ["user_embedding"], "item_embedding", None),
-    ("LightGCN", "LightGCNUserCosSim", 1, ["user_embedding"], "item_embedding", None),
+    ("LightGCN", "LightGCNUserCosine", 1, ["user_embedding"], "item_embedding", None),
     ("AutoInt", "AutoIntUserRMSE", "mlp_layers.mlp_layers.2", ["mlp_layers.mlp_layers.1", "token_embedding_table"],
      "mlp_layers.mlp_layers.1", "deep_predict_layer"),
     ("SASRec", "SASRecUserRMSE", 1, ["item_embedding", "trm_encoder.layer.0.feed_forward.dense_1"],
@@ -43,11 +43,11 @@ def distil_backward(model_name, loss_name, hooked, built, frozen=None, width=8):
     torch.manual_seed(0)
     profiles = torch.randn(data.dataset.user_num, width)
     loss = getattr(losses, loss_name)(model, data.train_dataset, user_emb=profiles, particular=True)
-    wrapper = wrap.ModelWrapper(model, loss, alpha=1.0)  # alpha 1: the model's own loss adds exactly zero gradient
-    wrapper.set_outputs([hooked])
-    wrapper.train()
+    distiller = wrap.Distiller(model, loss, alpha=1.0)  # alpha 1: the model's own loss adds exactly zero gradient
+    distiller.set_outputs([hooked])
+    model.train()
     batch = next(iter(data.train_parts[0]))
-    distil = wrapper.calculate_loss(batch)
+    distil = distiller(batch)
     assert distil.numel() == 1 and torch.isfinite(distil) and distil > 0  # NGCF: its own loss has shape (1,)
     distil.backward()
     return model
@@ -143,9 +143,9 @@ def test_the_generic_loss_distils_without_model_specific_code(built, model_name,
     torch.manual_seed(0)
     profiles = {"user_emb": torch.randn(data.dataset.user_num, 8), "item_emb": torch.randn(data.dataset.item_num, 8)}
     loss = losses.HiddenDistil(model, data.train_dataset, particular=True, **profiles, **options)
-    wrapper = wrap.ModelWrapper(model, loss, alpha=1.0)
-    wrapper.set_outputs([hooked])
-    distil = wrapper.calculate_loss(next(iter(data.train_parts[0])))
+    distiller = wrap.Distiller(model, loss, alpha=1.0)
+    distiller.set_outputs([hooked])
+    distil = distiller(next(iter(data.train_parts[0])))
     assert distil > 0
     distil.backward()
     assert any(g is not None and g.abs().sum() > 0 for g in grads(model, producer))
@@ -165,10 +165,51 @@ def test_generic_loss_names_a_layer_that_is_not_hooked(built):
     loss = losses.HiddenDistil(model, data.train_dataset, user_emb=torch.randn(data.dataset.user_num, 4),
                                layer="predict_layer")
     with pytest.raises(UserError, match="not among the hooked layers"):
-        wrap.ModelWrapper(copy.deepcopy(model), loss, alpha=0.5).set_outputs([9])
+        wrap.Distiller(copy.deepcopy(model), loss, alpha=0.5).set_outputs([9])
 
 
 def test_item_side_distillation_needs_item_profiles(built):
     config, data, model = built("NeuMF")
     with pytest.raises(UserError, match="use_item_emb"):
         losses.HiddenDistil(model, data.train_dataset, user_emb=torch.randn(data.dataset.user_num, 4), entity="item")
+
+
+# --- the registry ------------------------------------------------------------------------------------------------
+
+
+def test_a_legacy_name_is_an_alias_of_its_loss():
+    from utils.utils import get_loss_class
+
+    assert get_loss_class("AutoIntUserCosSim", "AutoInt") is losses.AutoIntUserCosine
+    assert get_loss_class("LightGCNUserCosSim", "LightGCN") is losses.LightGCNUserCosine
+
+
+def test_base_classes_are_neither_found_nor_offered():
+    from utils.utils import available_losses, get_loss_class
+
+    names = available_losses("NeuMF")
+    assert {"NeumfUserRMSE", "HiddenDistil"} <= set(names)
+    assert not {"DistilLoss", "UserRowsLoss", "GraphUserLoss", "AutoIntUserCosSim"} & set(names)
+    with pytest.raises(UserError, match="unknown distillation loss 'UserRowsLoss'"):
+        get_loss_class("UserRowsLoss", "NeuMF")
+
+
+def test_an_unknown_loss_is_one_line_with_a_suggestion():
+    from utils.utils import get_loss_class
+
+    with pytest.raises(UserError) as err:
+        get_loss_class("NeumfUserRMS", "NeuMF")
+    line = str(err.value)
+    assert "\n" not in line and "did you mean 'NeumfUserRMSE'?" in line and "available: AutoIntUserCosine, " in line
+
+
+def test_a_loss_registered_in_a_models_file_serves_that_model_only(monkeypatch):
+    from utils.utils import get_loss_class
+
+    monkeypatch.setattr(losses, "_LOSSES", dict(losses._LOSSES))
+    monkeypatch.setattr(losses, "_CANONICAL", set(losses._CANONICAL))
+    custom = type("TwoTowersUserRMSE", (losses.UserRowsLoss,), {"__module__": "models.twotowers"})
+    losses.register_loss(custom)
+    assert get_loss_class("TwoTowersUserRMSE", "TwoTowers") is custom
+    with pytest.raises(UserError, match="unknown distillation loss"):
+        get_loss_class("TwoTowersUserRMSE", "NeuMF")

@@ -18,9 +18,10 @@ from helpers import ROOT
 
 import make_profiles
 import run_exps
+from models.losses import AutoIntUserCosine
 from utils.data import build_dataset, prepare_data
 from utils.experiment import check_experiment
-from utils.utils import available_losses
+from utils.utils import available_losses, get_loss_class
 
 pytestmark = pytest.mark.e2e
 
@@ -143,7 +144,7 @@ def test_reduce_dim_without_a_method_runs_umap_and_says_so(workdir, capfd):
 
 
 def test_autoint_user_cos_sim_trains_and_base_classes_are_no_choice(workdir, capfd):
-    assert "AutoIntUserCosSim" in available_losses("AutoInt")
+    assert get_loss_class("AutoIntUserCosSim", "AutoInt") is AutoIntUserCosine
     assert not {"DistilLoss", "UserRowsLoss", "GraphUserLoss"} & set(available_losses("AutoInt"))
     write_profiles(workdir, "ml-100k", range(1, 944))
     path = place("06_autoint_cossim.yaml", workdir)

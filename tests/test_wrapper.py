@@ -9,6 +9,8 @@ from helpers import build
 from models.losses import DistilLoss
 from utils import wrapper as wrap
 from utils.errors import UserError
+from utils.trainer import build_trainer
+from utils.wrapper import Read
 
 SEED_ROWS = """\
     1 |  | root | NeuMF ()
@@ -33,13 +35,26 @@ SEED_ROWS = """\
 
 
 class Capture(DistilLoss):
-    """A loss that records what it was given and returns the hooked tensor's mean (so it has a gradient)."""
+    """A loss that records what it was given and returns the mean of the first thing it reads (so it has a
+    gradient). ``wanted``: its reads (default: the one hooked layer's output, first call)."""
 
     needs = frozenset()
+    wanted = None
+
+    def reads(self):
+        return self.wanted or super().reads()
 
     def forward(self, hooked, interaction):
         self.seen = hooked
-        return self.hooked_tensor(hooked).float().mean()
+        read = self.reads()[0]
+        call = 0 if read.calls is None else read.calls[0]
+        return self.hooked_tensor(hooked, read.side, read.layer, call).float().mean()
+
+
+def capture(model, data, *wanted, layer=None):
+    loss = Capture(model, data.train_dataset)
+    loss.wanted, loss.layer = list(wanted), layer
+    return loss
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +74,7 @@ def test_info_table_of_the_seed_neumf_is_the_seeds_19_rows(seed_neumf):
 
 def test_layers_are_numbered_depth_first_with_dotted_paths(seed_neumf):
     layers = wrap.enumerate_layers(seed_neumf[2])
-    assert [layer.uid for layer in layers] == list(range(1, 20))
+    assert [layer.number for layer in layers] == list(range(1, 20))
     assert layers[8].path == "mlp_layers.mlp_layers.1"
     assert layers[0].path == "" and layers[0].name == "root"
 
@@ -100,20 +115,19 @@ def test_hooks_leave_model_outputs_unchanged(built):
     model = copy.deepcopy(model).eval()
     batch = batch_of(data)
     plain = model.predict(batch)
-    wrapper = wrap.ModelWrapper(model, Capture(model, data.train_dataset), alpha=0.5)
-    wrapper.set_outputs([6, 9])
-    wrapper.eval()
-    assert torch.equal(wrapper.predict(batch), plain)
+    distiller = wrap.Distiller(model, capture(model, data, layer=9), alpha=0.5)
+    distiller.set_outputs([6, 9])
+    assert torch.equal(model.predict(batch), plain)
 
 
 def test_hooked_tensor_equals_the_layers_own_output(built):
     config, data, model = built("NeuMF")
     model = copy.deepcopy(model).eval()  # eval: dropout off, so the recomputation matches
-    loss = Capture(model, data.train_dataset)
-    wrapper = wrap.ModelWrapper(model, loss, alpha=0.5)
-    wrapper.set_outputs([9])
+    loss = capture(model, data, Read(9, "output"), Read(9, "input"))
+    distiller = wrap.Distiller(model, loss, alpha=0.5)
+    distiller.set_outputs([9])
     batch = batch_of(data)
-    wrapper.calculate_loss(batch)
+    distiller(batch)
     (hooked_output,) = loss.seen[9]["output"]
     (hooked_input,) = loss.seen[9]["input"]
     layer = model.mlp_layers.mlp_layers[1]
@@ -123,30 +137,79 @@ def test_hooked_tensor_equals_the_layers_own_output(built):
     assert torch.equal(hooked_input[0], torch.cat((user_e, item_e), -1))
 
 
-def test_nothing_is_captured_during_evaluation(built):
+def test_a_loss_that_reads_only_outputs_gets_no_inputs(built):
     config, data, model = built("NeuMF")
     model = copy.deepcopy(model)
-    loss = Capture(model, data.train_dataset)
-    calls = []
-    loss.forward = lambda hooked, interaction: calls.append(hooked) or torch.tensor(0.0)
-    wrapper = wrap.ModelWrapper(model, loss, alpha=0.5)
-    wrapper.set_outputs([9])
-    wrapper.eval()
-    with torch.no_grad():
-        wrapper.predict(batch_of(data))
-    assert calls == [] and wrapper._captured is None
+    loss = capture(model, data)  # the default: the hooked layer's output, first call
+    distiller = wrap.Distiller(model, loss, alpha=0.5)
+    distiller.set_outputs(["mlp_layers.mlp_layers.1"])
+    distiller(batch_of(data))
+    assert loss.seen[9]["input"] == [] and len(loss.seen[9]["output"]) == 1
+    with pytest.raises(UserError, match=r"call 0 of layer 9 \(input\) was not captured"):
+        loss.hooked_value(loss.seen, "input", 9)
+
+
+def test_only_the_declared_calls_are_kept(built):
+    config, data, model = built("BPR")  # BPR embeds the positive items, then the negative ones
+    model = copy.deepcopy(model)
+    loss = capture(model, data, Read("item_embedding", "output", (1,)))
+    distiller = wrap.Distiller(model, loss, alpha=0.5)
+    distiller.set_outputs(["item_embedding"])
+    batch = batch_of(data)
+    distiller(batch)
+    first, second = loss.seen["item_embedding"]["output"]
+    assert first is None and torch.equal(second, model.item_embedding(batch[model.NEG_ITEM_ID]))
+
+
+def test_the_same_module_hooked_twice_is_hooked_and_captured_once(built):
+    config, data, model = built("NeuMF")
+    model = copy.deepcopy(model)
+    loss = capture(model, data, Read("user_mf_embedding", "output", None))  # every call
+    distiller = wrap.Distiller(model, loss, alpha=0.5)
+    layers = distiller.set_outputs([2, "user_mf_embedding"])
+    assert [layer.number for layer in layers] == [2]
+    assert len(model.user_mf_embedding._forward_hooks) == 1
+    distiller(batch_of(data))
+    assert loss.seen[2]["calls"] == 1 and len(loss.seen["user_mf_embedding"]["output"]) == 1
+    assert list(loss.seen) == [2] and "user_mf_embedding" in loss.seen and 3 not in loss.seen
+    with pytest.raises(UserError, match="call 1 does not exist"):
+        loss.hooked_value(loss.seen, "output", 2, call=1)
+
+
+def test_a_loss_reading_the_hooked_layer_needs_exactly_one(built):
+    config, data, model = built("NeuMF")
+    distiller = wrap.Distiller(copy.deepcopy(model), capture(model, data), alpha=0.5)
+    with pytest.raises(UserError, match=r"Capture reads one layer but 2 are hooked \(6, 9\)"):
+        distiller.set_outputs([6, 9])
+
+
+def test_nothing_is_captured_during_a_real_evaluation(built, workdir):
+    config, data, model = built("NeuMF")
+    model = copy.deepcopy(model)
+    loss = capture(model, data)
+    distiller = wrap.Distiller(model, loss, alpha=0.5)
+    distiller.set_outputs([9])
+    held_when_ran = []  # added after the distiller's hook: sees what it has just captured
+    model.mlp_layers.mlp_layers[1].register_forward_hook(lambda *_: held_when_ran.append(distiller.hooks.held()))
+    trainer = build_trainer(config, model, "capture", distiller=distiller)
+    assert trainer.model is model  # the trainer holds the plain model; the distiller is only its loss
+    result = trainer.evaluate(data.valid, load_best_model=False)
+    assert result and held_when_ran and set(held_when_ran) == {0}
+    assert not hasattr(loss, "seen")
+    distiller(batch_of(data))  # the training loss does capture, and lets go when it returns
+    assert held_when_ran[-1] == 1 and distiller.hooks.held() == 0
 
 
 def test_root_hook_sees_forward_called_directly_and_is_removed(built):
     config, data, model = built("LightGCN")
     model = copy.deepcopy(model)
-    loss = Capture(model, data.train_dataset)
-    wrapper = wrap.ModelWrapper(model, loss, alpha=0.5)
-    wrapper.set_outputs([1])
-    wrapper.calculate_loss(batch_of(data))
+    loss = capture(model, data)
+    distiller = wrap.Distiller(model, loss, alpha=0.5)
+    distiller.set_outputs([1])
+    distiller(batch_of(data))
     users, items = loss.seen[1]["output"][0]
     assert users.shape[0] == data.dataset.user_num and items.shape[0] == data.dataset.item_num
-    wrapper.remove_outputs()
+    distiller.remove_outputs()
     assert "forward" not in vars(model)
 
 
@@ -155,33 +218,27 @@ def test_combined_loss_weights_model_and_distillation_parts(built):
     model = copy.deepcopy(model).eval()
     batch = batch_of(data)
     plain = model.calculate_loss(batch)
-    loss = Capture(model, data.train_dataset)
-    wrapper = wrap.ModelWrapper(model, loss, alpha=0.25)
-    wrapper.set_outputs([9])
-    combined = wrapper.calculate_loss(batch)
+    loss = capture(model, data)
+    distiller = wrap.Distiller(model, loss, alpha=0.25)
+    distiller.set_outputs([9])
+    combined = distiller(batch)
     distil = loss.hooked_tensor(loss.seen).mean()
     assert torch.allclose(combined, 0.75 * plain + 0.25 * distil)
-    stats = wrapper.stats.pop()
-    assert stats["batches"] == 1
-    assert stats["model_loss"] == pytest.approx(float(plain), rel=1e-5)
-    assert stats["distil_loss"] == pytest.approx(float(distil), rel=1e-5)
-    wrapper.remove_outputs()
-    assert torch.allclose(wrapper.calculate_loss(batch), plain)
+    parts = distiller.pop_epoch_losses()
+    assert parts["model_loss"] == pytest.approx(plain.item(), rel=1e-5)
+    assert parts["distil_loss"] == pytest.approx(distil.item(), rel=1e-5)
+    assert parts["combined_loss"] == pytest.approx(combined.item(), rel=1e-5)
+    assert distiller.pop_epoch_losses() is None
+    distiller.remove_outputs()
+    assert torch.allclose(distiller(batch), plain)
 
 
 def test_a_layer_that_does_not_run_in_training_is_a_clear_error(built):
     config, data, model = built("NeuMF")
-    wrapper = wrap.ModelWrapper(copy.deepcopy(model), Capture(model, data.train_dataset), alpha=0.5)
-    wrapper.set_outputs(["sigmoid"])  # sigmoid: NeuMF uses it to predict, not to train (it trains on logits)
+    distiller = wrap.Distiller(copy.deepcopy(model), capture(model, data), alpha=0.5)
+    distiller.set_outputs(["sigmoid"])  # sigmoid: NeuMF uses it to predict, not to train (it trains on logits)
     with pytest.raises(UserError, match="did not run"):
-        wrapper.calculate_loss(batch_of(data))
-
-
-def test_wrapper_state_dict_is_the_inner_models(built):
-    config, data, model = built("NeuMF")
-    wrapper = wrap.ModelWrapper(copy.deepcopy(model), Capture(model, data.train_dataset), alpha=0.5)
-    assert list(wrapper.state_dict()) == list(model.state_dict())
-    assert wrapper.USER_ID == model.USER_ID
+        distiller(batch_of(data))
 
 
 def test_a_layer_by_dotted_path_and_by_number_hook_identical_tensors(built):
@@ -191,12 +248,12 @@ def test_a_layer_by_dotted_path_and_by_number_hook_identical_tensors(built):
     for ref in (9, "mlp_layers.mlp_layers.1"):
         torch.manual_seed(0)
         copy_ = copy.deepcopy(model)
-        loss = Capture(copy_, data.train_dataset)
-        wrapper = wrap.ModelWrapper(copy_, loss, alpha=0.5)
-        (layer,) = wrapper.set_outputs([ref])
+        loss = capture(copy_, data)
+        distiller = wrap.Distiller(copy_, loss, alpha=0.5)
+        (layer,) = distiller.set_outputs([ref])
         torch.manual_seed(1)  # same dropout masks in both runs
-        wrapper.calculate_loss(batch)
-        seen.append((layer.uid, loss.seen[layer.uid]["output"][0]))
+        distiller(batch)
+        seen.append((layer.number, loss.seen[ref]["output"][0]))
     assert seen[0][0] == seen[1][0] == 9
     assert torch.equal(seen[0][1], seen[1][1])
 

@@ -219,17 +219,13 @@ class ScenarioRun:
     data: Any  # data.DataBundle
     record: Any  # journal.JournalRecord
     model_class: type
-    model: Any = None  # the inner RecBole model
-    wrapper: Any = None  # ModelWrapper around it, after wrap_model
+    model: Any = None  # the RecBole model
+    distiller: Any = None  # wrapper.Distiller of that model (hooks, loss, alpha), after wrap_model
     trainer: Any = None
     train_ds: int = 0
     trained_file: str | None = None  # best-model file of the last train, when saved
     variables: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)  # train part -> {'trains': [...epochs...], 'test_per_user': ...}
-
-    @property
-    def active_model(self):
-        return self.wrapper if self.wrapper is not None else self.model
 
     @property
     def dataset_name(self):
@@ -258,7 +254,7 @@ def _set(run, params):
 def _init_model(run, params):
     init_seed(run.config["seed"], run.config["reproducibility"])
     run.model = run.model_class(run.config, run.data.train_dataset).to(run.config["device"])
-    run.wrapper = None
+    run.distiller = None
     run.trainer = None
     counts = wrap.count_params(run.model)
     say(f"    {type(run.model).__name__} on {run.config['device']}: {counts['total_params']:,} parameters")
@@ -290,20 +286,20 @@ def _wrap_model(run, params):
                 f"name the file, or set llm_config.use_{entity}_emb: False",
             )
         matrices[entity] = _load_profiles(run, entity, name)
-    if run.wrapper is not None:
-        run.wrapper.remove_outputs()
+    if run.distiller is not None:
+        run.distiller.remove_outputs()
     options = {k: v for k, v in params.items() if k not in WRAP_KEYS}
     loss = loss_class(run.model, run.data.train_dataset, user_emb=matrices.get("user"), item_emb=matrices.get("item"),
-                      particular=params.get("particular", False), **options)
-    run.wrapper = wrap.ModelWrapper(run.model, loss, run.settings.distil_loss_weight).to(run.config["device"])
+                      particular=params.get("particular", False), **options).to(run.config["device"])
+    run.distiller = wrap.Distiller(run.model, loss, run.settings.distil_loss_weight)
     run.trainer = None
-    run.record.set_part("loss_name", loss_class.__name__)
+    run.record.set_part("loss_name", params["distil_loss"])  # as written: an alias stays the name journaled
     run.record.set_part("users_emb", users_file if "user" in matrices else None)
     run.record.set_part("items_emb", items_file if "item" in matrices else None)
     run.record.set_part("particular", bool(params.get("particular", False)))
     if options:
         run.record.set_part("loss_params", options)
-    say(f"    {run.wrapper}")
+    say(f"    {run.distiller}")
 
 
 def _reduce_dim(run, params):
@@ -333,8 +329,8 @@ def _set_config(run, params):
     for key, value in params.items():
         if key == "distil_loss_weight":
             run.settings.distil_loss_weight = check_alpha(value)
-            if run.wrapper is not None:
-                run.wrapper.alpha = run.settings.distil_loss_weight
+            if run.distiller is not None:
+                run.distiller.alpha = run.settings.distil_loss_weight
         elif key in DATA_KEYS:
             raise UserError(f"set_config cannot change '{key}' after the data is prepared",
                             "set it in the RecBole part of the file instead")
@@ -357,7 +353,7 @@ def _set_config(run, params):
 
 def _init_trainer(run, params):
     part = run.record.train_part
-    run.trainer = build_trainer(run.config, run.active_model, f"{run.file.stem}-part{part}")
+    run.trainer = build_trainer(run.config, run.model, f"{run.file.stem}-part{part}", distiller=run.distiller)
     say(f"    {type(run.trainer).__name__}: epochs={run.config['epochs']}, "
         f"learning_rate={run.config['learning_rate']}, train_batch_size={run.config['train_batch_size']}")
 
@@ -382,14 +378,14 @@ def _set_train_dataset(run, params):
 
 
 def _set_outputs(run, params):
-    layers = run.wrapper.set_outputs(params)
+    layers = run.distiller.set_outputs(params)
     run.record.set_part("set_outputs", params)
     for layer in layers:
         say(f"    hooked {wrap.format_layer(layer).strip()}")
 
 
 def _remove_outputs(run, params):
-    run.wrapper.remove_outputs()
+    run.distiller.remove_outputs()
     say("    all hooks removed: training uses the model loss only")
 
 
@@ -459,7 +455,7 @@ def _test_eval_as(run, params):
     built = [run.data.train_dataset, run.data.valid.dataset, run.data.test.dataset]
     _, _, test_sampler = create_samplers(config, run.data.dataset, built)
     loader = get_dataloader(config, "test")(config, run.data.test.dataset, test_sampler, shuffle=False)
-    trainer = safe_trainer_class(config["MODEL_TYPE"], config["model"])(config, run.active_model)
+    trainer = safe_trainer_class(config["MODEL_TYPE"], config["model"])(config, run.model)
     load_best = run.trained_file is not None
     result = trainer.evaluate(loader, load_best_model=load_best, model_file=run.trained_file,
                               show_progress=bool(config["show_progress"]))

@@ -51,11 +51,15 @@ def load_checkpoint(path, device="cpu"):
 
 class SafeCheckpointMixin:
     """Mixed in front of a RecBole trainer class: checkpoints of tensors and plain values only; a per-epoch history
-    (model and distillation losses, validation metrics, times); per-user test metrics on request."""
+    (model and distillation losses, validation metrics, times); per-user test metrics on request.
+
+    The training loss is the model's own, or its ``distiller``'s (``utils.wrapper.Distiller``) when one is given:
+    the trainer calls it as RecBole's ``loss_func`` and asks it for the epoch's parts, nothing else."""
 
     history = None  # list of per-epoch dicts, created by fit
     collect_per_user = False  # set by test_eval: keep each user's metrics of the next evaluate
     last_per_user = None
+    distiller = None  # utils.wrapper.Distiller given to build_trainer: the training loss and its parts
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self.history = []
@@ -63,19 +67,16 @@ class SafeCheckpointMixin:
                            callback_fn=callback_fn)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        stats = getattr(self.model, "stats", None)
-        if stats is not None:
-            stats.reset()
+        if self.distiller is not None:
+            self.distiller.pop_epoch_losses()  # start the epoch's parts from zero
+            loss_func = loss_func or self.distiller
         started = time.time()
         total = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         entry = {"epoch": epoch_idx, "train_time_s": round(time.time() - started, 3),
                  "loss": float(sum(total) if isinstance(total, tuple) else total)}
-        parts = stats.pop() if stats is not None else None
+        parts = self.distiller.pop_epoch_losses() if self.distiller is not None else None
         if parts:  # distillation on: both losses, unweighted, mean per batch
-            alpha = self.model.alpha
-            entry["model_loss"] = parts["model_loss"] / parts["batches"]
-            entry["distil_loss"] = parts["distil_loss"] / parts["batches"]
-            entry["combined_loss"] = (1 - alpha) * entry["model_loss"] + alpha * entry["distil_loss"]
+            entry.update(parts)
             self.tensorboard.add_scalar("Loss/distil", entry["distil_loss"], epoch_idx)
         else:
             entry["model_loss"] = entry["combined_loss"] = entry["loss"] / max(len(train_data), 1)
@@ -273,8 +274,12 @@ def check_checkpoint_dir(folder):
                         "make it writable or set checkpoint_dir to a folder you can write")
 
 
-def build_trainer(config, model, tag):
-    """A trainer for ``model`` whose best-model file name is unique: ``<model>-<tag>-<time>-<rand>.pth``."""
+def build_trainer(config, model, tag, distiller=None):
+    """A trainer for ``model`` whose best-model file name is unique: ``<model>-<tag>-<time>-<rand>.pth``.
+
+    With a ``distiller`` (``wrap_model``'s, for this same model), it is the training loss, and each epoch's history
+    holds its model and distillation parts.
+    """
     trainer_class = safe_trainer_class(config["MODEL_TYPE"], config["model"])
     check_checkpoint_dir(config["checkpoint_dir"])
     try:
@@ -282,6 +287,7 @@ def build_trainer(config, model, tag):
     except OSError as exc:  # RecBole creates checkpoint_dir
         raise UserError(f"cannot create checkpoint_dir {config['checkpoint_dir']}: {exc.strerror}",
                         "make it writable or set checkpoint_dir to a folder you can write") from None
+    trainer.distiller = distiller
     name = f"{config['model']}-{tag}-{get_local_time()}-{uuid.uuid4().hex[:6]}.pth"
     trainer.saved_model_file = os.path.join(trainer.checkpoint_dir, name)
     return trainer

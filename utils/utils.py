@@ -1,8 +1,9 @@
 """Model and loss lookup, reading experiment files, RecBole's Config without its command-line and eval() habits.
 
-Models are found by name: ``models/<name lower>.py`` first (custom models), then RecBole. Losses are found by class
-name in ``models/losses.py``, then in ``models/<model name lower>.py``. Nothing is ever imported from a path named
-in a config: only the project's ``models`` package and RecBole are searched.
+Models are found by name: ``models/<name lower>.py`` first (custom models), then RecBole. Losses are found by the
+name they are registered under (``models.losses.register_loss``) in ``models/losses.py`` and in
+``models/<model name lower>.py``. Nothing is ever imported from a path named in a config: only the project's
+``models`` package and RecBole are searched.
 """
 
 import difflib
@@ -281,47 +282,27 @@ def get_model_class(name):
     )
 
 
-def _loss_classes(module):
-    """The usable loss classes defined or imported in ``module``: base classes (``base = True`` in their own
-    body) are left out, so they are neither found by name nor offered as choices."""
-    from models.losses import DistilLoss
+def _loss_modules(model_name):
+    """The modules whose registered losses serve ``model_name``: ``models.losses`` and the model's own file."""
+    import models.losses
 
-    return {
-        attr: value
-        for attr, value in vars(module).items()
-        if isinstance(value, type) and issubclass(value, DistilLoss) and not vars(value).get("base", False)
-    }
+    module = _custom_module(model_name) if model_name else None  # importing it registers its losses
+    return (models.losses.__name__,) + ((module.__name__,) if module is not None else ())
 
 
 def available_losses(model_name=None):
-    """Names of the distillation losses in ``models/losses.py`` (and in the model's own file)."""
-    import models.losses
+    """Names of the registered losses of ``models/losses.py`` (and of the model's own file); no aliases."""
+    from models.losses import registered_losses
 
-    names = set(_loss_classes(models.losses))
-    module = _custom_module(model_name) if model_name else None
-    if module is not None:
-        names |= set(_loss_classes(module))
-    return sorted(names)
+    return registered_losses(_loss_modules(model_name))
 
 
 def get_loss_class(name, model_name=None):
-    """The loss class named ``name``: ``models/losses.py`` first, then ``models/<model name lower>.py``.
+    """The loss class registered as ``name`` (or an alias) in ``models/losses.py`` or ``models/<model lower>.py``.
 
     Raises:
-        UserError: no such loss, listing the available ones.
+        UserError: no such loss, in one line with a suggestion and the available ones.
     """
-    import models.losses
+    from models.losses import find_loss
 
-    if isinstance(name, str):
-        found = _loss_classes(models.losses).get(name)
-        if found is None and model_name:
-            module = _custom_module(model_name)
-            found = _loss_classes(module).get(name) if module is not None else None
-        if found is not None:
-            return found
-    names = available_losses(model_name)
-    near = difflib.get_close_matches(str(name), names, n=1)
-    raise UserError(
-        f"unknown distillation loss '{name}'" + (f"; did you mean '{near[0]}'?" if near else ""),
-        f"available: {', '.join(names)}",
-    )
+    return find_loss(name, _loss_modules(model_name))
