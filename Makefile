@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -q
 
-# ruff's linter only: the code is not auto-formatted (the style is STYLE.md's, lines <= 120)
+# ruff's linter only: the code is not auto-formatted (the rules and the 120-character lines are in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
 

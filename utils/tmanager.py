@@ -682,7 +682,7 @@ def check_scenario(steps, model_name=None):
 
 
 def command_reference():
-    """The table as Markdown rows (for the README and ``--list-commands``)."""
+    """The table as Markdown rows (the README's command table is made from them)."""
     lines = []
     for command in COMMANDS.values():
         needs = ", ".join(PROVIDERS[f] for f in sorted(command.needs))
