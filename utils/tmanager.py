@@ -682,7 +682,7 @@ def check_scenario(steps, model_name=None):
 
 
 def command_reference():
-    """The table as Markdown rows (the README's command table is made from them)."""
+    """The table as Markdown rows, one per command, in the shape of the README's command table."""
     lines = []
     for command in COMMANDS.values():
         needs = ", ".join(PROVIDERS[f] for f in sorted(command.needs))
