@@ -229,6 +229,9 @@ def test_combined_loss_weights_model_and_distillation_parts(built):
     assert parts["distil_loss"] == pytest.approx(distil.item(), rel=1e-5)
     assert parts["combined_loss"] == pytest.approx(combined.item(), rel=1e-5)
     assert distiller.pop_epoch_losses() is None
+    distiller(batch)  # a batch of an epoch that never finished
+    distiller.start_epoch()
+    assert distiller.pop_epoch_losses() is None  # the next epoch counts only its own batches
     distiller.remove_outputs()
     assert torch.allclose(distiller(batch), plain)
 

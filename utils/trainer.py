@@ -68,7 +68,7 @@ class SafeCheckpointMixin:
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if self.distiller is not None:
-            self.distiller.pop_epoch_losses()  # start the epoch's parts from zero
+            self.distiller.start_epoch()
             loss_func = loss_func or self.distiller
         started = time.time()
         total = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)

@@ -302,8 +302,8 @@ class Distiller:
     """What ``wrap_model`` makes: a model, its distillation loss and the weight alpha; the trainer's loss function.
 
     While layers are hooked, calling it on a batch returns ``(1 - alpha) * model_loss + alpha * distil_loss``;
-    without hooks, the model's own loss. The trainer talks to it through exactly two calls:
-    ``distiller(interaction)`` (RecBole's ``loss_func``) and :meth:`pop_epoch_losses` (the epoch's parts).
+    without hooks, the model's own loss. The trainer talks to it through exactly three calls: :meth:`start_epoch`,
+    ``distiller(interaction)`` (RecBole's ``loss_func``) per batch and :meth:`pop_epoch_losses` (the epoch's parts).
 
     Args:
         model: the RecBole model (the trainer holds this same object).
@@ -400,6 +400,10 @@ class Distiller:
                 "hook a layer the model calls in training (for graph models, layer 1 gives all user/item rows)",
             )
         self._verified = True
+
+    def start_epoch(self):
+        """Forget parts left by a batch outside a finished epoch (an interrupted one), so an epoch counts its own."""
+        self._stats.reset()
 
     def pop_epoch_losses(self):
         """The losses since the last call, as mean per batch, then reset; None when nothing was distilled.
