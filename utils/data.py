@@ -11,7 +11,6 @@ import logging
 import os
 import urllib.error
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,10 +114,7 @@ def dataset_key(config):
     return json.dumps([dataset_class_for(config).__name__, settings, files], sort_keys=True, default=str)
 
 
-# dataset_key -> a loaded, filtered, never built Dataset (this process only), most recently used last. Bounded: a
-# folder that cycles through many datasets keeps only the last few in memory (a large one can take gigabytes).
-_DATASETS = OrderedDict()
-MAX_CACHED_DATASETS = 2
+_DATASETS = {}  # dataset_key -> a loaded, filtered, never built Dataset (this process only)
 
 
 def build_dataset(config, reuse=True):
@@ -129,7 +125,6 @@ def build_dataset(config, reuse=True):
     """
     key = dataset_key(config) if reuse else None
     if key in _DATASETS:
-        _DATASETS.move_to_end(key)
         cached = _DATASETS[key]
         logger.info("dataset %s: reusing the one loaded for an earlier experiment", config["dataset"])
         # a fresh copy (build() changes a dataset) that refers to this experiment's config
@@ -137,8 +132,6 @@ def build_dataset(config, reuse=True):
     dataset = _load_dataset(config)
     if reuse:
         _DATASETS[key] = copy.deepcopy(dataset, memo={id(dataset.config): dataset.config})
-        while len(_DATASETS) > MAX_CACHED_DATASETS:
-            _DATASETS.popitem(last=False)
     return dataset
 
 
