@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from recbole.data import create_samplers, get_dataloader
@@ -39,6 +40,7 @@ class DataBundle:
     train_parts: list  # dataloaders, indexed by set_train_dataset; the last one is the whole training set
     valid: object
     test: object
+    cold_users: frozenset = frozenset()  # internal ids whose training history cold_start cut to k interactions
 
     @property
     def train_dataset(self):
@@ -183,14 +185,19 @@ def split_training(train_dataset, ratios, *, shuffle, group_by):
     return source.split_by_ratio(ratios, group_by=group_by)
 
 
-def prepare_data(config, dataset, train_split=None, train_shuffle=False):
-    """Split ``dataset`` as RecBole's ``data_preparation`` does, with the extra training parts.
+def prepare_data(config, dataset, train_split=None, train_shuffle=False, cold_start=None):
+    """Split ``dataset`` as RecBole's ``data_preparation`` does, with the extra training parts; with
+    ``cold_start`` (settings.check_cold_start), chosen users' training history is first cut to k interactions.
 
     Returns:
         DataBundle
     """
     built = dataset.build()
     train_dataset, valid_dataset, test_dataset = built
+    cold_users = frozenset()
+    if cold_start:
+        train_dataset, cold_users = cut_training(train_dataset, cold_start, config["seed"], config["MODEL_TYPE"])
+        built = [train_dataset, valid_dataset, test_dataset]
     train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
     parts = [train_dataset]
     if train_split:
@@ -209,7 +216,61 @@ def prepare_data(config, dataset, train_split=None, train_shuffle=False):
         train_parts = [train_loader_class(config, part, train_sampler, shuffle=config["shuffle"]) for part in parts]
     valid = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
     test = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
-    return DataBundle(dataset, train_parts, valid, test)
+    return DataBundle(dataset, train_parts, valid, test, cold_users)
+
+
+def cut_training(train_dataset, cold_start, seed, model_type=None):
+    """The cold-start setting: chosen users keep k of their training interactions (drawn at random), everything
+    else (other users, validation, test) is untouched. The removed interactions are gone, as if never made: they
+    are neither trained on nor masked in evaluation. Reproducible: ``cold_start.seed`` (default: the experiment's
+    seed) fixes the users and the interactions kept.
+
+    Returns:
+        (the cut training dataset, frozenset of the cold users' internal ids)
+    """
+    if model_type == ModelType.SEQUENTIAL:
+        raise UserError("cold_start does not apply to sequential models (their training set is built from "
+                        "sequences, not single interactions)", "remove cold_start, or use a general model")
+    rng = np.random.default_rng(cold_start.get("seed", seed))
+    users = train_dataset.inter_feat[train_dataset.uid_field].numpy()
+    counts = np.bincount(users, minlength=train_dataset.user_num)
+    chosen = cold_users(train_dataset, counts, cold_start, rng)
+    keep = np.ones(len(users), dtype=bool)
+    k = cold_start["k"]
+    for user in chosen:
+        rows = np.flatnonzero(users == user)
+        keep[rng.choice(rows, size=len(rows) - k, replace=False)] = False
+    kept = train_dataset.inter_feat[torch.as_tensor(np.flatnonzero(keep))]
+    logger.info("cold_start: %d users cut to %d training interactions (%d removed)", len(chosen), k,
+                int((~keep).sum()))
+    return train_dataset.copy(kept), frozenset(int(u) for u in chosen)
+
+
+def cold_users(train_dataset, counts, cold_start, rng):
+    """The users to cut, sorted internal ids: a fraction of the users (drawn among those with more than k training
+    interactions) or the listed raw ids (each with at least k)."""
+    k, wanted = cold_start["k"], cold_start["users"]
+    if isinstance(wanted, list):
+        return np.array(sorted(_listed_user(train_dataset, counts, token, k) for token in wanted), dtype=np.int64)
+    present = np.flatnonzero(counts)
+    eligible = np.flatnonzero(counts > k)
+    size = max(1, round(wanted * len(present)))
+    if size > len(eligible):
+        raise UserError(f"cold_start: users {wanted} asks for {size} users, but only {len(eligible)} have more than "
+                        f"k={k} training interactions", "choose a smaller fraction or a smaller k")
+    return np.sort(rng.choice(eligible, size=size, replace=False))
+
+
+def _listed_user(train_dataset, counts, token, k):
+    field = train_dataset.uid_field
+    if str(token) not in train_dataset.field2token_id[field]:
+        raise UserError(f"cold_start.users: user {token!r} is not in the dataset (after its filters)",
+                        "list raw user ids as in the .inter file")
+    user = train_dataset.token2id(field, str(token))
+    if counts[user] < k:
+        raise UserError(f"cold_start.users: user {token!r} has {counts[user]} training interactions, fewer than "
+                        f"k={k}", "choose a smaller k or other users")
+    return int(user)
 
 
 def write_splits(data, experiment_file):

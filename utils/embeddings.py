@@ -407,6 +407,26 @@ def random_matrix(rows, width, seed):
     return torch.randn(rows, width, generator=generator)
 
 
+def derangement(count, seed):
+    """A reproducible permutation of ``range(count)`` without fixed points (Sattolo's algorithm: one cycle through
+    every index), so that with two or more rows no row stays where it was."""
+    rng = np.random.default_rng(int(seed))
+    order = np.arange(count)
+    for i in range(count - 1, 0, -1):
+        j = int(rng.integers(0, i))  # j < i, never i itself: the result is a single cycle
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def shuffle_rows(matrix, seed):
+    """The shuffled control: the same profile vectors (the same distribution), each given to another user.
+
+    Returns:
+        (matrix whose row k is the input's row ``order[k]``, order)."""
+    order = derangement(matrix.shape[0], seed)
+    return matrix[torch.as_tensor(order)], order
+
+
 def load_matrix(path, *, expected_rows, start_with_1, entity):
     """Load a profile matrix safely and check it against the dataset.
 

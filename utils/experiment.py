@@ -17,10 +17,10 @@ from recbole.utils import init_logger, init_seed
 from .allocator import keep_freed_memory
 from .data import build_dataset, dataset_files_present, describe_eval_split, inter_files, prepare_data
 from .device import describe_device
-from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_matrix, save_tensor
+from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_matrix, save_tensor, shuffle_rows
 from .errors import Interrupted, UserError
-from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name
-from .profiles import ProfileSpec, ensure_profiles
+from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name, locked
+from .profiles import ProfileSpec, ensure_profiles, refuse_unasked_leak
 from .settings import check_recbole_values, check_valid_metric, parse_settings
 from .tmanager import ScenarioRun, TrainManager, check_scenario, say
 from .trainer import check_checkpoint_dir
@@ -174,39 +174,56 @@ def prepare_llm_files(settings, config, data, record):
             record.set("profiles", f"random {random_spec['embedding_size']}-d")
             say(f"llm_config: random {entity} matrix {rows}x{random_spec['embedding_size']} -> {folder / name}")
         return
-    built = []
-    for raw in llm.build_profiles:
-        spec = ProfileSpec.from_config(raw)
-        state = ensure_profiles(spec, config, data, folder, say=say)
-        built.append(f"{spec.to}: {spec.source}+{spec.encoder} ({state})")
-    if built:
-        record.set("profiles", "; ".join(built))
+    built, specs = [], [ProfileSpec.from_config(raw) for raw in llm.build_profiles]
+    for spec in specs:
+        folder.mkdir(parents=True, exist_ok=True)
+        with locked(folder / spec.to):  # experiments of a sweep (--workers) may build the same profiles at once
+            state = ensure_profiles(spec, config, data, folder, say=say)
+        built.append(f"{spec.to}: {spec.label()} ({state})")
     for spec in llm.preprocess_from_json:
         entity, by = spec.get("entity", "user"), spec.get("by", "recbole")
         source, target = folder / spec["from"], folder / spec["to"]
+        refuse_unasked_leak(source, spec["from"], specs)
+        shuffle = shuffle_seed(spec, config)
+        if shuffle is not None:
+            built.append(f"{spec['to']}: {spec['from']} shuffled among {entity}s (seed {shuffle})")
         tokens = list(dataset.field2id_token[fields[entity]][1:])
         start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
-        made_from = conversion_identity(source, tokens, by, llm.missing_profiles, start_with_1)
+        made_from = conversion_identity(source, tokens, by, llm.missing_profiles, start_with_1, shuffle)
         if target.is_file() and read_identity(target) == made_from:
             say(f"llm_config: {spec['to']} is up to date with {spec['from']} (same content, ids and alignment)")
             continue
         ids, rows = read_profile_matrix(source)
         matrix = align_rows(ids, rows, tokens, by=by, missing=llm.missing_profiles, source=str(source))
+        if shuffle is not None:
+            matrix, _ = shuffle_rows(matrix, shuffle)
+            say(f"llm_config: {spec['to']}: rows shuffled among {entity}s (seed {shuffle}): the shuffled control")
         if not start_with_1:
             matrix = _with_zero_row(matrix)
         save_tensor(matrix, target)
         write_identity(target, made_from)
         say(f"llm_config: {spec['from']} -> {spec['to']} {tuple(matrix.shape)} ({entity}s, by {by})")
+    if built:
+        record.set("profiles", "; ".join(built))
 
 
-def conversion_identity(source, tokens, by, missing, start_with_1):
+def shuffle_seed(spec, config):
+    """The seed of ``preprocess_from_json.shuffle`` (true: the experiment's seed), or None when not shuffled."""
+    shuffle = spec.get("shuffle", False)
+    if shuffle is False:
+        return None
+    return config["seed"] if shuffle is True else shuffle
+
+
+def conversion_identity(source, tokens, by, missing, start_with_1, shuffle=None):
     """What a converted matrix depends on: the JSON's content (hashed, not its name or date), the dataset's ids in
     RecBole's order, and the conversion settings."""
     if not Path(source).is_file():
         return None
     ids = hashlib.sha256("\n".join(map(str, tokens)).encode()).hexdigest()
-    return {"json_sha256": _content_hash(source), "ids_sha256": ids, "by": by, "missing": missing,
-            "start_with_1": start_with_1}
+    identity = {"json_sha256": _content_hash(source), "ids_sha256": ids, "by": by, "missing": missing,
+                "start_with_1": start_with_1}
+    return identity if shuffle is None else {**identity, "shuffle_seed": shuffle}
 
 
 def _identity_path(target):
@@ -387,8 +404,11 @@ def _run_checked(checked, record, state):
     init_seed(config["seed"], config["reproducibility"])
     record.set("log_file", setup_logging(config))
     dataset = build_dataset(config)
-    data = prepare_data(config, dataset, settings.add_train_split, settings.add_train_shuffle)
+    data = prepare_data(config, dataset, settings.add_train_split, settings.add_train_shuffle, settings.cold_start)
     describe_experiment(record, config, settings, dataset, checked)
+    if settings.cold_start:
+        record.set("cold_start", {**settings.cold_start, "cut_users": len(data.cold_users)})
+        say(f"cold_start: {len(data.cold_users)} users keep {settings.cold_start['k']} training interactions each")
     say(f"== {checked.file}: {config['model']} on {config['dataset']} ({dataset.user_num - 1} users, "
         f"{dataset.item_num - 1} items, {dataset.inter_num} interactions; {len(data.train_parts)} training part(s)); "
         f"device {describe_device(config['device'], config['use_gpu'])}")

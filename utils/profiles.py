@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 TEMPLATE_VERSION = 1
 SOURCES = ("template", "llm")
 ENTITIES = ("user", "item")
+HISTORIES = ("train", "all")  # 'all': leaky profiles, written from validation and test interactions too
 SYSTEM_PROMPT = (
     "You write short, factual profiles of the users and items of a recommender system from their interaction "
     "history. Describe tastes and character; do not invent facts beyond the data given."
@@ -69,8 +70,16 @@ def atomic_path(config, suffix):
 
 def training_history(data):
     """The whole training set as raw tokens: a DataFrame with columns ``user``, ``item``."""
-    dataset = data.dataset
-    inter = data.train_dataset.inter_feat
+    return _history_frame(data.dataset, data.train_dataset.inter_feat)
+
+
+def full_history(data):
+    """Every interaction of the (filtered) dataset, validation and test included, as raw tokens: what a *leaky*
+    profile (``history: all``) is written from. Only ever used when a scenario asks for it."""
+    return _history_frame(data.dataset, data.dataset.inter_feat)
+
+
+def _history_frame(dataset, inter):
     users = dataset.id2token(dataset.uid_field, inter[dataset.uid_field].numpy())
     items = dataset.id2token(dataset.iid_field, inter[dataset.iid_field].numpy())
     return pd.DataFrame({"user": np.asarray(users, dtype=str), "item": np.asarray(items, dtype=str)})
@@ -85,9 +94,12 @@ def split_fingerprint(history):
     return digest.hexdigest()[:20]
 
 
-def with_ratings(history, config, fields):
-    """Add ``rating`` and ``time`` from the raw interaction file (RecBole may have turned ratings into labels)."""
-    raw = read_atomic(inter_files(config)[0])  # with benchmark files, the training file only
+def with_ratings(history, config, fields, every_file=False):
+    """Add ``rating`` and ``time`` from the raw interaction file (RecBole may have turned ratings into labels).
+
+    With benchmark files only the training file is read, unless ``every_file`` (leaky profiles)."""
+    files = inter_files(config) if every_file else inter_files(config)[:1]
+    raw = pd.concat([read_atomic(path) for path in files], ignore_index=True)
     uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
     keep = {uid: "user", iid: "item"}
     if fields.rating in raw:
@@ -311,8 +323,21 @@ class ProfileSpec:
     fields: ProfileFields = field(default_factory=ProfileFields)
     llm: dict = field(default_factory=dict)  # LLMClient options: base_url, model, embedding_model, api_key_env...
     on_other_split: str = "rebuild"  # or 'refuse'
+    history: str = "train"  # 'all': leaky on purpose (an audit's upper bound), labelled everywhere
+
+    @property
+    def leaky(self):
+        return self.history == "all"
+
+    def label(self):
+        """'template+minilm', with ', leaky (history: all)' for leaky profiles: what the console and journal say."""
+        return f"{self.source}+{self.encoder}" + (", leaky (history: all)" if self.leaky else "")
 
     def check(self):
+        if self.history not in HISTORIES:
+            raise UserError(f"build_profiles: history must be train or all, got {self.history!r}",
+                            "train (the default) writes profiles from the training split only; all (leaky on purpose, "
+                            "for an audit) from every interaction, validation and test included")
         if self.entity not in ENTITIES:
             raise UserError(f"build_profiles: entity must be user or item, got {self.entity!r}")
         if self.source not in SOURCES:
@@ -363,7 +388,8 @@ class ProfileSpec:
         return {"entity": self.entity, "source": self.source, "encoder": self.encoder,
                 "dim": self.dim if self.encoder == "tfidf" else None, "template_version": TEMPLATE_VERSION,
                 "fields": asdict(self.fields), "llm_model": self.llm.get("model") if self.source == "llm" else None,
-                "embedding_model": self.llm.get("embedding_model") if self.encoder == "openai" else None}
+                "embedding_model": self.llm.get("embedding_model") if self.encoder == "openai" else None,
+                "history": self.history}
 
 
 def meta_path(json_path):
@@ -415,8 +441,9 @@ def build_profiles(spec, config, data, folder, progress=True):
         dict: the metadata written.
     """
     started = time.time()
-    history = with_ratings(training_history(data), config, spec.fields)
-    fingerprint = split_fingerprint(history[["user", "item"]])
+    train = training_history(data)
+    fingerprint = split_fingerprint(train)  # the split's, also for leaky profiles: their reuse is checked by it
+    history = with_ratings(full_history(data) if spec.leaky else train, config, spec.fields, every_file=spec.leaky)
     ids, texts, prompts, extras = profile_texts(spec, config, data, history)
     out = Path(folder) / spec.to
     client = None
@@ -449,7 +476,9 @@ def build_profiles(spec, config, data, folder, progress=True):
         "file": spec.to,
         "count": len(profiles),
         "dim": int(vectors.shape[1]),
-        "split": split_description(config, fingerprint, history),
+        "leaky": spec.leaky,
+        "split": split_description(config, fingerprint, train),
+        "profile_interactions": int(len(history)),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "seconds": {"texts": round(written - started, 1), "encode": round(time.time() - written, 1)},
     }
@@ -484,7 +513,10 @@ def ensure_profiles(spec, config, data, folder, say=print):
     """
     out = Path(folder) / spec.to
     if not out.is_file():
-        say(f"llm_config: building {spec.entity} profiles ({spec.source} + {spec.encoder}) -> {out}")
+        say(f"llm_config: building {spec.entity} profiles ({spec.label()}) -> {out}")
+        if spec.leaky:
+            say(f"llm_config: LEAKY on purpose: {spec.to} is written from every interaction, validation and test "
+                "included (build_profiles.history: all)")
         _say_note(build_profiles(spec, config, data, folder), say)
         return "built"
     meta = read_meta(out)
@@ -496,11 +528,15 @@ def ensure_profiles(spec, config, data, folder, say=print):
             "delete it to have it built, or drop build_profiles and use preprocess_from_json alone",
         )
     other_split = meta.get("split", {}).get("fingerprint") != fingerprint
-    other_settings = {k: meta.get(k) for k in spec.identity()} != spec.identity()
+    made = {"history": "train", **meta}  # metadata written before the history setting: train-only profiles
+    other_settings = {k: made.get(k) for k in spec.identity()} != spec.identity()
     if not other_split and not other_settings:
         say(f"llm_config: {out.name} was built for this split with the same settings: reused")
         return "reused"
     why = "another split" if other_split else "other settings"
+    if made["history"] != spec.history:
+        why = f"{'all interactions (leaky)' if made['history'] == 'all' else 'the training split only'}, " \
+              f"and this scenario asks for history: {spec.history}"
     if other_split and spec.on_other_split == "refuse":
         raise UserError(
             f"{out} was built from {why} (fingerprint {meta.get('split', {}).get('fingerprint')}, "
@@ -515,3 +551,20 @@ def ensure_profiles(spec, config, data, folder, say=print):
 def _say_note(meta, say):
     if meta.get("note"):
         say(f"llm_config: {meta['note']}")
+
+
+def refuse_unasked_leak(path, name, specs):
+    """Leaky profiles (metadata ``history: all``) are read only by a scenario whose ``build_profiles`` asks for them.
+
+    Raises:
+        UserError: ``name`` holds leaky profiles and no build_profiles entry for it says ``history: all``.
+    """
+    meta = read_meta(path)
+    if not meta or meta.get("history") != "all" or any(s.to == name and s.leaky for s in specs):
+        return
+    raise UserError(
+        f"llm_config.preprocess_from_json: {name} holds leaky profiles, written from validation and test "
+        f"interactions too ({meta_path(path).name} says history: all)",
+        f"ask for them on purpose with build_profiles: {{to: {name}, history: all, ...}}, or use profiles built "
+        "from the training split",
+    )

@@ -23,6 +23,7 @@ DISTIL_KEYS = (
     "add_train_shuffle",
     "llm_config",
     "scenario",
+    "cold_start",
 )
 MAX_RANDOM_WIDTH = 65536  # columns of a random debugging matrix (a larger one only exhausts memory)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -63,6 +64,7 @@ class Settings:
     add_train_shuffle: bool = False
     llm_config: LLMConfig = field(default_factory=LLMConfig)
     scenario: list = field(default_factory=list)
+    cold_start: dict | None = None  # {users: fraction or [raw ids], k: N, seed: S}: see check_cold_start
 
 
 def _unknown_key(key, known, where):
@@ -123,10 +125,11 @@ def parse_llm_config(raw):
     cfg.build_profiles = _listed(cfg.build_profiles, "llm_config.build_profiles")
     for spec in cfg.preprocess_from_json:
         spec = _need_mapping(spec, "llm_config.preprocess_from_json")
-        known = ("from", "to", "by", "entity")
+        known = ("from", "to", "by", "entity", "shuffle")
         for key in spec:
             if key not in known:
                 raise _unknown_key(key, known, "llm_config.preprocess_from_json")
+        _check_shuffle(spec.get("shuffle", False))
         for key in ("from", "to"):
             inside_name(_need_str(spec.get(key), f"llm_config.preprocess_from_json.{key}"),
                         f"llm_config.preprocess_from_json.{key}")
@@ -157,6 +160,15 @@ def parse_llm_config(raw):
                                 f"{MAX_RANDOM_WIDTH}, got {size!r}", "text encoders write a few hundred to a few "
                                 "thousand columns")
     return cfg
+
+
+def _check_shuffle(value):
+    """``preprocess_from_json.shuffle``: false, true (seeded by the experiment's seed) or a seed of its own."""
+    if isinstance(value, bool) or (isinstance(value, int) and 0 <= value < 2**32):
+        return value
+    raise UserError(f"llm_config.preprocess_from_json.shuffle must be true, false or a seed (an integer of 0 or "
+                    f"more), got {value!r}", "true gives each user another user's profile (the shuffled control), "
+                    "seeded by the experiment's seed")
 
 
 def _params(value):
@@ -243,7 +255,46 @@ def parse_settings(raw):
                             "e.g. add_train_split: [0.5, 0.5]")
         settings.add_train_split = [float(r) for r in split]
     settings.add_train_shuffle = _need_bool(raw.get("add_train_shuffle", False), "add_train_shuffle")
+    settings.cold_start = check_cold_start(raw.get("cold_start"))
     return settings, recbole
+
+
+COLD_START_KEYS = ("users", "k", "seed")
+COLD_START_HINT = "e.g. cold_start: {users: 0.2, k: 5, seed: 1} (a fraction of the users, or a list of raw user ids)"
+
+
+def check_cold_start(value):
+    """``cold_start``: which users' training history is cut to ``k`` interactions (validation and test untouched).
+
+    Returns:
+        None, or {users: a fraction in (0, 1] or a list of raw ids as strings, k: int >= 1, seed: int (optional)}.
+    """
+    if value is None:
+        return None
+    _need_mapping(value, "cold_start")
+    for key in value:
+        if key not in COLD_START_KEYS:
+            raise _unknown_key(key, COLD_START_KEYS, "cold_start")
+    for key in ("users", "k"):
+        if key not in value:
+            raise UserError(f"cold_start needs {key}", COLD_START_HINT)
+    users, k = value["users"], value["k"]
+    if isinstance(users, list) and users and all(isinstance(u, (str, int)) and not isinstance(u, bool)
+                                                 for u in users):
+        users = [str(u) for u in users]
+        if len(set(users)) != len(users):
+            raise UserError(f"cold_start.users lists a user twice: {users!r}", COLD_START_HINT)
+    elif isinstance(users, bool) or not isinstance(users, (int, float)) or not 0 < users <= 1:
+        raise UserError(f"cold_start.users must be a fraction in (0, 1] or a non-empty list of user ids, got "
+                        f"{users!r}", COLD_START_HINT)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise UserError(f"cold_start.k must be an integer of 1 or more, got {k!r}",
+                        "the training interactions each chosen user keeps, e.g. 2, 5 or 10")
+    out = {"users": users, "k": k}
+    if "seed" in value:
+        _seed(value["seed"], "cold_start.seed")
+        out["seed"] = value["seed"]
+    return out
 
 
 def check_alpha(value):

@@ -422,10 +422,21 @@ def _train(run, params):
     record.set_part("bestmodel_file", run.trained_file)
     record.set_part("train_time_s", round(time.time() - started, 1))
     record.set_part("epochs_run", len(run.trainer.history or []))
+    record.set_part("best_epoch", best_epoch(run.trainer.history, run.trainer.valid_metric_bigger))
     say(f"    best valid {config['valid_metric']}: {best_score}")
     say(f"    best valid result: {_metrics_line(best_result)}")
     if run.trained_file:
         say(f"    best model saved in {run.trained_file}")
+
+
+def best_epoch(history, bigger=True):
+    """The epoch whose validation score was the best (the model kept), or None without validation: with
+    ``epochs_run`` it tells a converged training (early stopping after the best) from one cut by ``epochs``."""
+    scored = [e for e in history or [] if "valid_score" in e]
+    if not scored:
+        return None
+    pick = max if bigger else min
+    return pick(scored, key=lambda e: e["valid_score"])["epoch"]
 
 
 def _test_eval(run, params):
@@ -450,7 +461,8 @@ def _test_eval(run, params):
 
 
 def _test_eval_as(run, params):
-    """Evaluate on the test split with another evaluation mode and/or metrics; results join best_test_res."""
+    """Evaluate on the test split with another evaluation mode and/or metrics; results join best_test_res, keyed
+    by the mode when it is not the experiment's (see :func:`protocol_keys`)."""
     config = alternative_config(run.config, params)
     built = [run.data.train_dataset, run.data.valid.dataset, run.data.test.dataset]
     _, _, test_sampler = create_samplers(config, run.data.dataset, built)
@@ -459,10 +471,19 @@ def _test_eval_as(run, params):
     load_best = run.trained_file is not None
     result = trainer.evaluate(loader, load_best_model=load_best, model_file=run.trained_file,
                               show_progress=bool(config["show_progress"]))
+    result = protocol_keys(result, config["eval_args"]["mode"]["test"], run.config["eval_args"]["mode"]["test"])
     merged = dict(run.record.part_value("best_test_res") or {})
     merged.update(result)
     run.record.set_part("best_test_res", merged)
     say(f"    test result ({config['eval_args']['mode']['test']}): {_metrics_line(result)}")
+
+
+def protocol_keys(result, mode, main_mode):
+    """Metrics of another evaluation protocol than the experiment's own, keyed ``<mode>:<metric>``
+    (``uni100:ndcg@10``), so that they sit next to the main protocol's ``ndcg@10`` instead of overwriting it."""
+    if mode == main_mode:
+        return dict(result)
+    return {f"{mode}:{name}": value for name, value in result.items()}
 
 
 def alternative_config(config, params):
@@ -518,12 +539,14 @@ def set_config_params(value):
 
 
 def with_activity(per_user, data):
-    """Add each user's raw id and number of training interactions to per-user test metrics."""
+    """Add each user's raw id and number of training interactions (and, with cold_start, whether the user is one
+    of the cold ones) to per-user test metrics."""
     dataset = data.dataset
     counts = np.bincount(data.train_dataset.inter_feat[dataset.uid_field].numpy(), minlength=dataset.user_num)
     users = np.asarray(per_user["user"])
+    cold = {"cold": [int(u) in data.cold_users for u in users]} if data.cold_users else {}
     return {**per_user, "user": dataset.id2token(dataset.uid_field, users).tolist(),
-            "activity": counts[users].tolist()}
+            "activity": counts[users].tolist(), **cold}
 
 
 def activity_line(per_user, quarters=4):
