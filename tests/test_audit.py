@@ -114,7 +114,8 @@ def test_shuffled_matrix_is_a_row_permutation_of_the_real_one_without_fixed_rows
     (folder / "p.json").write_bytes((two_histories / "train.json").read_bytes())
     meta_path(folder / "p.json").write_bytes(meta_path(two_histories / "train.json").read_bytes())
     convert = [{"from": "p.json", "to": "real.pt"}, {"from": "p.json", "to": "shuffled.pt", "shuffle": True},
-               {"from": "p.json", "to": "again.pt", "shuffle": True}, {"from": "p.json", "to": "other.pt", "shuffle": 5}]
+               {"from": "p.json", "to": "again.pt", "shuffle": True},
+               {"from": "p.json", "to": "other.pt", "shuffle": 5}]
     settings, _ = parse_settings({"llm_config": {"embeddings_path": str(tmp_path), "preprocess_from_json": convert}})
     record = JournalRecord("x.yaml", "x")
     prepare_llm_files(settings, config, data, record)
