@@ -156,55 +156,68 @@ def subdir_of(path):
 
 def prepare_llm_files(settings, config, data, record):
     """``llm_config`` preprocessing: random matrices; or profiles built when asked, then JSON -> matrices in
-    RecBole id order."""
+    RecBole id order (shuffled among users for the shuffled control). The journal's ``profiles`` says which."""
     llm = settings.llm_config
-    dataset = data.dataset
     folder = embeddings_dir(llm.embeddings_path, config["dataset"])
-    fields = {"user": dataset.uid_field, "item": dataset.iid_field}
     random_spec = llm.preprocess_random or {}
     if random_spec.get("random"):
-        for entity, key in (("user", "random_users_emb_file"), ("item", "random_items_emb_file")):
-            name = random_spec.get(key)
-            if not name:
-                continue
-            start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
-            rows = dataset.num(fields[entity]) - int(start_with_1)
-            seed = config["seed"] + (0 if entity == "user" else 1)
-            save_tensor(random_matrix(rows, random_spec["embedding_size"], seed), folder / name)
-            record.set("profiles", f"random {random_spec['embedding_size']}-d")
-            say(f"llm_config: random {entity} matrix {rows}x{random_spec['embedding_size']} -> {folder / name}")
+        write_random_matrices(random_spec, llm, data.dataset, folder, config["seed"], record)
         return
-    built, specs = [], [ProfileSpec.from_config(raw) for raw in llm.build_profiles]
-    for spec in specs:
-        folder.mkdir(parents=True, exist_ok=True)
-        with locked(folder / spec.to):  # experiments of a sweep (--workers) may build the same profiles at once
-            state = ensure_profiles(spec, config, data, folder, say=say)
-        built.append(f"{spec.to}: {spec.label()} ({state})")
+    specs = [ProfileSpec.from_config(raw) for raw in llm.build_profiles]
+    notes = [build_when_needed(spec, config, data, folder) for spec in specs]
     for spec in llm.preprocess_from_json:
-        entity, by = spec.get("entity", "user"), spec.get("by", "recbole")
-        source, target = folder / spec["from"], folder / spec["to"]
-        refuse_unasked_leak(source, spec["from"], specs)
-        shuffle = shuffle_seed(spec, config)
-        if shuffle is not None:
-            built.append(f"{spec['to']}: {spec['from']} shuffled among {entity}s (seed {shuffle})")
-        tokens = list(dataset.field2id_token[fields[entity]][1:])
-        start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
-        made_from = conversion_identity(source, tokens, by, llm.missing_profiles, start_with_1, shuffle)
-        if target.is_file() and read_identity(target) == made_from:
-            say(f"llm_config: {spec['to']} is up to date with {spec['from']} (same content, ids and alignment)")
+        refuse_unasked_leak(folder / spec["from"], spec["from"], specs)
+        notes.append(convert_profiles(spec, llm, data.dataset, folder, shuffle_seed(spec, config)))
+    notes = [note for note in notes if note]
+    if notes:
+        record.set("profiles", "; ".join(notes))
+
+
+def write_random_matrices(random_spec, llm, dataset, folder, seed, record):
+    fields = {"user": dataset.uid_field, "item": dataset.iid_field}
+    for entity, key in (("user", "random_users_emb_file"), ("item", "random_items_emb_file")):
+        name = random_spec.get(key)
+        if not name:
             continue
-        ids, rows = read_profile_matrix(source)
-        matrix = align_rows(ids, rows, tokens, by=by, missing=llm.missing_profiles, source=str(source))
-        if shuffle is not None:
-            matrix, _ = shuffle_rows(matrix, shuffle)
-            say(f"llm_config: {spec['to']}: rows shuffled among {entity}s (seed {shuffle}): the shuffled control")
-        if not start_with_1:
-            matrix = _with_zero_row(matrix)
-        save_tensor(matrix, target)
-        write_identity(target, made_from)
-        say(f"llm_config: {spec['from']} -> {spec['to']} {tuple(matrix.shape)} ({entity}s, by {by})")
-    if built:
-        record.set("profiles", "; ".join(built))
+        start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
+        rows = dataset.num(fields[entity]) - int(start_with_1)
+        entity_seed = seed + (0 if entity == "user" else 1)
+        save_tensor(random_matrix(rows, random_spec["embedding_size"], entity_seed), folder / name)
+        record.set("profiles", f"random {random_spec['embedding_size']}-d")
+        say(f"llm_config: random {entity} matrix {rows}x{random_spec['embedding_size']} -> {folder / name}")
+
+
+def build_when_needed(spec, config, data, folder):
+    """Build, rebuild or reuse one ``build_profiles`` entry; returns its journal note."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with locked(folder / spec.to):  # experiments of a sweep (--workers) may build the same profiles at once
+        state = ensure_profiles(spec, config, data, folder, say=say)
+    return f"{spec.to}: {spec.label()} ({state})"
+
+
+def convert_profiles(spec, llm, dataset, folder, shuffle=None):
+    """One ``preprocess_from_json`` entry: the JSON's rows aligned with RecBole's ids (and, with ``shuffle``, given
+    to other users), skipped when the matrix is up to date. Returns the journal note of a shuffle, else None."""
+    entity, by = spec.get("entity", "user"), spec.get("by", "recbole")
+    source, target = folder / spec["from"], folder / spec["to"]
+    note = None if shuffle is None else f"{spec['to']}: {spec['from']} shuffled among {entity}s (seed {shuffle})"
+    tokens = list(dataset.field2id_token[dataset.uid_field if entity == "user" else dataset.iid_field][1:])
+    start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
+    made_from = conversion_identity(source, tokens, by, llm.missing_profiles, start_with_1, shuffle)
+    if target.is_file() and read_identity(target) == made_from:
+        say(f"llm_config: {spec['to']} is up to date with {spec['from']} (same content, ids and alignment)")
+        return note
+    ids, rows = read_profile_matrix(source)
+    matrix = align_rows(ids, rows, tokens, by=by, missing=llm.missing_profiles, source=str(source))
+    if shuffle is not None:
+        matrix, _ = shuffle_rows(matrix, shuffle)
+        say(f"llm_config: {spec['to']}: rows shuffled among {entity}s (seed {shuffle}): the shuffled control")
+    if not start_with_1:
+        matrix = _with_zero_row(matrix)
+    save_tensor(matrix, target)
+    write_identity(target, made_from)
+    say(f"llm_config: {spec['from']} -> {spec['to']} {tuple(matrix.shape)} ({entity}s, by {by})")
+    return note
 
 
 def shuffle_seed(spec, config):
