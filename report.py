@@ -332,8 +332,8 @@ def save(fig, path):
 
 
 def plot_bars(summary, path, on="test"):
-    """Per metric, a group of bars per model (one per variant, mean ± std over seeds); the y axis is zoomed to the
-    data, since differences between variants are small next to the values."""
+    """Per metric, a group of bars per model (one per variant, mean ± std over seeds; leaky variants hatched); the
+    y axis is zoomed to the data, since differences between variants are small next to the values."""
     plt = pyplot()
     metrics = list(dict.fromkeys(summary["metric"]))
     models = list(dict.fromkeys(summary["model"]))
@@ -347,7 +347,8 @@ def plot_bars(summary, path, on="test"):
             width = 0.8 / max(len(of_model), 1)
             for j, row in enumerate(of_model.itertuples()):
                 ax.bar(i - 0.4 + (j + 0.5) * width, row.mean, width, yerr=row.std, capsize=2,
-                       color=colors[row.variant], label=row.variant)
+                       color=colors[row.variant], label=row.variant,
+                       hatch="//" if "leaky" in row.variant else None)  # leaky variants stand out
         low, high = (rows["mean"] - rows["std"]).min(), (rows["mean"] + rows["std"]).max()
         margin = 0.15 * (high - low) or 0.01
         ax.set_ylim(max(0.0, low - margin), high + margin)
@@ -473,7 +474,9 @@ def build_report(path, out=None, on="test", curves="first", metrics=DEFAULT_METR
         extra += [f"{on} results under protocol {name}:", wide_table(other).to_string(index=False), ""]
     if len(summaries) > 1:
         ordering = ordering_lines(summaries, common_metric(summaries))
-        lines += ["## Does the protocol change the ordering of the variants?", "", *ordering, ""]
+        lines += ["## Does the protocol change the ordering of the variants?", "",
+                  "Variants ordered by their mean; a swap of two variants whose difference is not significant (see "
+                  "the p-values above) may be noise.", "", *ordering, ""]
         extra += ["does the protocol change the ordering of the variants?", *ordering, ""]
     breakdown = activity_breakdown(runs) if on == "test" else None
     if breakdown is not None:
