@@ -75,6 +75,22 @@ def test_leaky_profiles_are_rebuilt_for_a_scenario_that_asks_for_train_only(neum
     assert read_meta(tmp_path / "u.json")["history"] == "train"
 
 
+def test_a_matrix_made_from_leaky_profiles_is_read_only_when_asked_for(tmp_path):
+    from utils.profiles import mark_leaky, refuse_unasked_leaky_matrix
+
+    matrix = tmp_path / "user8.pt"
+    torch.save(torch.zeros(3, 8), matrix)
+    train_only = parse_settings({"llm_config": {"build_profiles": {"to": "u.json"}}})[0].llm_config
+    asking = parse_settings({"llm_config": {"build_profiles": {"to": "u.json", "history": "all"}}})[0].llm_config
+    refuse_unasked_leaky_matrix(matrix, train_only)
+    mark_leaky(matrix, True)
+    with pytest.raises(UserError, match="user8.pt was made from leaky profiles"):
+        refuse_unasked_leaky_matrix(matrix, train_only)
+    refuse_unasked_leaky_matrix(matrix, asking)
+    mark_leaky(matrix, False)
+    refuse_unasked_leaky_matrix(matrix, train_only)
+
+
 def test_a_bad_history_is_one_line():
     with pytest.raises(UserError, match="history must be train or all, got 'test'"):
         ProfileSpec.from_config({"to": "u.json", "history": "test"})
@@ -198,6 +214,10 @@ def test_both_protocols_are_journaled_side_by_side_with_epochs_and_labels(audit)
     profiles = dict(zip(journal["variant"], journal["profiles"].fillna(""), strict=False))
     assert "leaky (history: all)" in profiles["leaky"] and "leaky" not in profiles["llmkt"]
     assert "shuffled among users" in profiles["shuffled"] and profiles["baseline"] == ""
+    folder = audit / "emb" / "ml-100k"
+    assert (folder / "user_tfidf256_leaky_rs_s1.pt.leaky").is_file()  # the leak travels with the vectors ...
+    assert not (folder / "user_tfidf256_rs_s1.pt.leaky").exists()
+    assert not (folder / "user8.pt.leaky").exists()  # ... and leaves a reduced matrix rewritten from real profiles
 
 
 def test_report_compares_variants_under_each_protocol_and_marks_leaky_ones(audit, tmp_path, capsys):

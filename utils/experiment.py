@@ -20,7 +20,7 @@ from .device import describe_device
 from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_matrix, save_tensor, shuffle_rows
 from .errors import Interrupted, UserError
 from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name, locked
-from .profiles import ProfileSpec, ensure_profiles, refuse_unasked_leak
+from .profiles import ProfileSpec, ensure_profiles, mark_leaky, read_meta, refuse_unasked_leak
 from .settings import check_recbole_values, check_valid_metric, parse_settings
 from .tmanager import ScenarioRun, TrainManager, check_scenario, say
 from .trainer import check_checkpoint_dir
@@ -204,6 +204,7 @@ def convert_profiles(spec, llm, dataset, folder, shuffle=None):
     tokens = list(dataset.field2id_token[dataset.uid_field if entity == "user" else dataset.iid_field][1:])
     start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
     made_from = conversion_identity(source, tokens, by, llm.missing_profiles, start_with_1, shuffle)
+    mark_leaky(target, (read_meta(source) or {}).get("history") == "all")
     if target.is_file() and read_identity(target) == made_from:
         say(f"llm_config: {spec['to']} is up to date with {spec['from']} (same content, ids and alignment)")
         return note

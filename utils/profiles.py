@@ -568,3 +568,39 @@ def refuse_unasked_leak(path, name, specs):
         f"ask for them on purpose with build_profiles: {{to: {name}, history: all, ...}}, or use profiles built "
         "from the training split",
     )
+
+
+# A matrix made from leaky profiles carries a marker file next to it (<matrix>.leaky), which reduce_dim passes on to
+# its output: the leak stays visible however the vectors travel, and a scenario that does not ask for leaky profiles
+# cannot read them under another name.
+
+
+def leaky_marker(matrix_path):
+    return Path(matrix_path).with_name(f"{Path(matrix_path).name}.leaky")
+
+
+def mark_leaky(matrix_path, leaky):
+    """Write (or remove) the marker saying the matrix ``matrix_path`` was made from leaky profiles."""
+    marker = leaky_marker(matrix_path)
+    if leaky:
+        marker.write_text("made from leaky profiles (build_profiles.history: all)\n", encoding="utf-8")
+    else:
+        marker.unlink(missing_ok=True)
+
+
+def is_leaky_matrix(matrix_path):
+    return leaky_marker(matrix_path).is_file()
+
+
+def refuse_unasked_leaky_matrix(matrix_path, llm_config):
+    """A matrix made from leaky profiles is read only when the scenario's build_profiles asks for leaky ones.
+
+    Raises:
+        UserError: the matrix carries the leaky marker and no build_profiles entry says ``history: all``.
+    """
+    if not is_leaky_matrix(matrix_path) or any(raw.get("history") == "all" for raw in llm_config.build_profiles):
+        return
+    raise UserError(f"{Path(matrix_path).name} was made from leaky profiles, written from validation and test "
+                    f"interactions too (see {leaky_marker(matrix_path).name})",
+                    "ask for leaky profiles on purpose (build_profiles: {history: all, ...}), or use a matrix made "
+                    "from train-only profiles")

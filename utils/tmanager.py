@@ -25,6 +25,7 @@ from . import wrapper as wrap
 from .embeddings import describe, embeddings_dir, load_float_matrix, load_matrix, reduce_matrix, save_tensor
 from .errors import UserError
 from .paths import inside_name
+from .profiles import is_leaky_matrix, mark_leaky, refuse_unasked_leaky_matrix
 from .settings import (
     check_alpha,
     check_eval_mode,
@@ -264,6 +265,7 @@ def _load_profiles(run, entity, file_name):
     llm = run.settings.llm_config
     expected = run.data.dataset.user_num if entity == "user" else run.data.dataset.item_num
     start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
+    refuse_unasked_leaky_matrix(run.embedding_path(file_name), llm)
     matrix = load_matrix(run.embedding_path(file_name), expected_rows=expected, start_with_1=start_with_1,
                          entity=entity)
     say(f"    {entity} profiles: {file_name} {describe(matrix)}")
@@ -312,6 +314,7 @@ def _reduce_dim(run, params):
     if not source.is_file():
         raise UserError(f"reduce_dim input not found: {source.resolve()}",
                         "create it first (preprocess_from_json, preprocess_random or make_profiles.py)")
+    refuse_unasked_leaky_matrix(source, run.settings.llm_config)
     matrix = load_float_matrix(source)
     if "method" not in params:
         say("    no method named: UMAP, as in the original tool (method: pca for PCA)")
@@ -320,6 +323,7 @@ def _reduce_dim(run, params):
     reduced, used = reduce_matrix(matrix, params["dimension"], method, seed=run.config["seed"],
                                    device=run.config["device"])
     save_tensor(reduced, target)
+    mark_leaky(target, is_leaky_matrix(source))
     run.record.add_part("reduce_dim", {"file_in": params["file_in"], "file_out": params["file_out"],
                                        "dimension": params["dimension"], "method": used})
     say(f"    {params['file_in']} {tuple(matrix.shape)} -> {used} -> {params['file_out']} {tuple(reduced.shape)}")
