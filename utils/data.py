@@ -234,7 +234,7 @@ def cut_training(train_dataset, cold_start, seed, model_type=None):
     rng = np.random.default_rng(cold_start.get("seed", seed))
     users = train_dataset.inter_feat[train_dataset.uid_field].numpy()
     counts = np.bincount(users, minlength=train_dataset.user_num)
-    chosen = cold_users(train_dataset, counts, cold_start, rng)
+    chosen = choose_cold_users(train_dataset, counts, cold_start, rng)
     keep = np.ones(len(users), dtype=bool)
     k = cold_start["k"]
     for user in chosen:
@@ -246,7 +246,7 @@ def cut_training(train_dataset, cold_start, seed, model_type=None):
     return train_dataset.copy(kept), frozenset(int(u) for u in chosen)
 
 
-def cold_users(train_dataset, counts, cold_start, rng):
+def choose_cold_users(train_dataset, counts, cold_start, rng):
     """The users to cut, sorted internal ids: a fraction of the users (drawn among those with more than k training
     interactions) or the listed raw ids (each with at least k)."""
     k, wanted = cold_start["k"], cold_start["users"]
