@@ -436,6 +436,11 @@ def common_metric(summaries):
     return next((m for m in dict.fromkeys(first["metric"]) if m in shared), first["metric"].iloc[0])
 
 
+def protocol_title(name):
+    """A section title: the mode (``uni100``), or what a subset of the test split is (``cold_items``)."""
+    return {"cold_items": "cold_items (the cold-start items' test interactions only)"}.get(name, name)
+
+
 def leaky_note(runs):
     if not runs["leaky"].any():
         return []
@@ -466,7 +471,7 @@ def build_report(path, out=None, on="test", curves="first", metrics=DEFAULT_METR
     figures = [plot_bars(summary, out / "bars.png", on)]
     lines += [f"![{on} metrics by model and variant](bars.png)", ""]
     for name, other in list(summaries.items())[1:]:
-        lines += [f"## Protocol {name}", "", markdown_table(wide_table(other)), ""]
+        lines += [f"## Protocol {protocol_title(name)}", "", markdown_table(wide_table(other)), ""]
         figures.append(plot_bars(other, out / f"bars_{name}.png", f"{on} ({name})"))
         lines += [f"![{on} metrics under {name}](bars_{name}.png)", ""]
     extra = []

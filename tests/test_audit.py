@@ -285,12 +285,28 @@ def test_cold_start_is_reproducible_by_seed_and_takes_a_list_of_users(neumf):
     assert listed.cold_users == {1} and train_counts(listed)[1] == 10
 
 
+def test_item_side_cold_start_cuts_exactly_k_training_interactions_of_the_chosen_items_only(neumf):
+    config, _ = neumf
+    whole = prepared(config, None)
+    cut = prepared(config, {"items": 0.1, "k": 2})
+    field = whole.dataset.iid_field
+    counts = [np.bincount(d.train_dataset.inter_feat[field].numpy(), minlength=d.dataset.item_num) for d in (whole,
+                                                                                                              cut)]
+    cold = sorted(cut.cold_items)
+    assert cold and not cut.cold_users and (counts[1][cold] == 2).all() and (counts[0][cold] > 2).all()
+    others = np.setdiff1d(np.arange(whole.dataset.item_num), cold)
+    assert (counts[1][others] == counts[0][others]).all()
+    assert pairs(cut, cut.valid) == pairs(whole, whole.valid) and pairs(cut, cut.test) == pairs(whole, whole.test)
+
+
 @pytest.mark.parametrize("value, message", [
     ({"users": 0, "k": 5}, "users must be a fraction in"), ({"users": 1.5, "k": 5}, "users must be a fraction in"),
     ({"users": [], "k": 5}, "users must be a fraction in"), ({"users": 0.2, "k": 0}, "k must be an integer"),
     ({"users": 0.2, "k": "5"}, "k must be an integer"), ({"users": 0.2}, "cold_start needs k"),
     ({"users": 0.2, "k": 5, "sead": 1}, "unknown key 'sead' in cold_start; did you mean 'seed'"),
     ({"users": ["1", "1"], "k": 5}, "lists a user twice"), ("0.2", "cold_start must be a mapping"),
+    ({"users": 0.2, "items": 0.1, "k": 5}, "cold_start takes users or items"), ({"k": 5}, "users or items"),
+    ({"items": 2, "k": 5}, "items must be a fraction in"),
 ])
 def test_bad_cold_start_values_are_one_line(value, message):
     with pytest.raises(UserError, match=message) as caught:
@@ -319,3 +335,12 @@ def test_cold_users_are_journaled_and_reported_apart(workdir, tmp_path):
     assert len(flagged) == cold["cut_users"] and set(flagged) == {2}
     assert report.main([str(path.parent / "neumf_journal.csv"), "--out", str(tmp_path), "--curves", "none"]) == 0
     assert "## Test NDCG@10 of the cold-start users" in (tmp_path / "report.md").read_text()
+
+
+def test_cold_items_are_evaluated_apart_in_the_same_journal_cell(workdir):
+    path = shrink("neumf/neumf_ml100k.yaml", workdir, extra={"cold_start": {"items": 0.2, "k": 1}})
+    assert run_exps.main([str(path)]) == 0
+    (row,) = pd.read_csv(path.parent / "neumf_journal.csv", index_col=0).to_dict("records")
+    assert json.loads(row["cold_start"])["cut_items"] > 50
+    test = json.loads(row["train_1:best_test_res"])
+    assert 0.0 <= test["cold_items:recall@10"] <= 1.0 and test["cold_items:ndcg@10"] != test["ndcg@10"]

@@ -413,6 +413,13 @@ def write_history(run, record, journal):
     record.set("history_file", str(path.relative_to(journal.path.parent)))
 
 
+def describe_cold_start(cold_start, data, record):
+    entity = "users" if "users" in cold_start else "items"
+    cut = len(data.cold_users if entity == "users" else data.cold_items)
+    record.set("cold_start", {**cold_start, f"cut_{entity}": cut})
+    say(f"cold_start: {cut} {entity} keep {cold_start['k']} training interactions each")
+
+
 def _run_checked(checked, record, state):
     settings, config = checked.settings, checked.config
     init_seed(config["seed"], config["reproducibility"])
@@ -421,8 +428,7 @@ def _run_checked(checked, record, state):
     data = prepare_data(config, dataset, settings.add_train_split, settings.add_train_shuffle, settings.cold_start)
     describe_experiment(record, config, settings, dataset, checked)
     if settings.cold_start:
-        record.set("cold_start", {**settings.cold_start, "cut_users": len(data.cold_users)})
-        say(f"cold_start: {len(data.cold_users)} users keep {settings.cold_start['k']} training interactions each")
+        describe_cold_start(settings.cold_start, data, record)
     say(f"== {checked.file}: {config['model']} on {config['dataset']} ({dataset.user_num - 1} users, "
         f"{dataset.item_num - 1} items, {dataset.inter_num} interactions; {len(data.train_parts)} training part(s)); "
         f"device {describe_device(config['device'], config['use_gpu'])}")

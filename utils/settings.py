@@ -259,15 +259,18 @@ def parse_settings(raw):
     return settings, recbole
 
 
-COLD_START_KEYS = ("users", "k", "seed")
-COLD_START_HINT = "e.g. cold_start: {users: 0.2, k: 5, seed: 1} (a fraction of the users, or a list of raw user ids)"
+COLD_START_KEYS = ("users", "items", "k", "seed")
+COLD_START_HINT = ("e.g. cold_start: {users: 0.2, k: 5, seed: 1} (a fraction of the users, or a list of raw user "
+                   "ids; items: ... for item-side cold start)")
 
 
 def check_cold_start(value):
-    """``cold_start``: which users' training history is cut to ``k`` interactions (validation and test untouched).
+    """``cold_start``: which users' (or items') training history is cut to ``k`` interactions, validation and test
+    untouched.
 
     Returns:
-        None, or {users: a fraction in (0, 1] or a list of raw ids as strings, k: int >= 1, seed: int (optional)}.
+        None, or {users or items: a fraction in (0, 1] or a list of raw ids as strings, k: int >= 1, seed: int
+        (optional)}.
     """
     if value is None:
         return None
@@ -275,26 +278,36 @@ def check_cold_start(value):
     for key in value:
         if key not in COLD_START_KEYS:
             raise _unknown_key(key, COLD_START_KEYS, "cold_start")
-    for key in ("users", "k"):
-        if key not in value:
-            raise UserError(f"cold_start needs {key}", COLD_START_HINT)
-    users, k = value["users"], value["k"]
-    if isinstance(users, list) and users and all(isinstance(u, (str, int)) and not isinstance(u, bool)
-                                                 for u in users):
-        users = [str(u) for u in users]
-        if len(set(users)) != len(users):
-            raise UserError(f"cold_start.users lists a user twice: {users!r}", COLD_START_HINT)
-    elif isinstance(users, bool) or not isinstance(users, (int, float)) or not 0 < users <= 1:
-        raise UserError(f"cold_start.users must be a fraction in (0, 1] or a non-empty list of user ids, got "
-                        f"{users!r}", COLD_START_HINT)
+    if "k" not in value:
+        raise UserError("cold_start needs k", COLD_START_HINT)
+    entities = [key for key in ("users", "items") if key in value]
+    if len(entities) != 1:
+        raise UserError(f"cold_start takes users or items (one of them), got {value!r}", COLD_START_HINT)
+    entity, k = entities[0], value["k"]
+    out = {entity: _cold_ids(value[entity], entity)}
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise UserError(f"cold_start.k must be an integer of 1 or more, got {k!r}",
-                        "the training interactions each chosen user keeps, e.g. 2, 5 or 10")
-    out = {"users": users, "k": k}
+                        f"the training interactions each chosen {entity[:-1]} keeps, e.g. 2, 5 or 10")
+    out["k"] = k
     if "seed" in value:
         _seed(value["seed"], "cold_start.seed")
         out["seed"] = value["seed"]
     return out
+
+
+def _cold_ids(value, entity):
+    """``cold_start.users`` / ``.items``: a fraction in (0, 1], or a non-empty list of raw ids (as strings)."""
+    if isinstance(value, list) and value and all(isinstance(v, (str, int)) and not isinstance(v, bool)
+                                                 for v in value):
+        ids = [str(v) for v in value]
+        if len(set(ids)) != len(ids):
+            raise UserError(f"cold_start.{entity} lists a{'n' if entity == 'items' else ''} {entity[:-1]} twice: "
+                            f"{ids!r}", COLD_START_HINT)
+        return ids
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise UserError(f"cold_start.{entity} must be a fraction in (0, 1] or a non-empty list of {entity[:-1]} ids, "
+                        f"got {value!r}", COLD_START_HINT)
+    return value
 
 
 def check_alpha(value):

@@ -22,6 +22,7 @@ from recbole.utils import EvaluatorType, init_seed
 from recbole.utils.argument_list import dataset_arguments
 
 from . import wrapper as wrap
+from .data import cold_items_test_loader
 from .embeddings import describe, embeddings_dir, load_float_matrix, load_matrix, reduce_matrix, save_tensor
 from .errors import UserError
 from .paths import inside_name
@@ -462,6 +463,22 @@ def _test_eval(run, params):
         per_user = with_activity(per_user, run.data)
         run.history.setdefault(run.record.train_part, {})["test_per_user"] = per_user
         say(f"    by training activity: {activity_line(per_user)}")
+    if run.data.cold_items:
+        _cold_items_eval(run)
+
+
+def _cold_items_eval(run):
+    """Item-side cold start: the same evaluation on the cold items' test interactions only, journaled next to the
+    others as ``cold_items:<metric>``."""
+    loader = cold_items_test_loader(run.config, run.data)
+    if loader is None:
+        say("    cold items: none of them is in the test split")
+        return
+    result = run.trainer.evaluate(loader, load_best_model=run.trained_file is not None, model_file=run.trained_file,
+                                  show_progress=False)
+    result = {f"cold_items:{name}": value for name, value in result.items()}
+    run.record.set_part("best_test_res", {**run.record.part_value("best_test_res"), **result})
+    say(f"    test result (cold items' interactions only): {_metrics_line(result)}")
 
 
 def _test_eval_as(run, params):
