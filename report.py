@@ -7,7 +7,9 @@ Experiments are grouped by model and variant (the journal's ``variant`` column, 
 The result of an experiment is that of its last training part. Each variant is compared with its model's
 baseline over the seeds both have (paired t-test, scipy). Writes ``report.md`` with the tables, ``bars.png``,
 ``activity.png`` (test NDCG by quartile of users' training activity) and training curves, and prints the
-table on stdout.
+table on stdout. Results of a second protocol (``uni100:ndcg@10``, ...) get their own table and a verdict on
+whether the ordering of the variants changes; variants on leaky profiles are marked; cold-start users (and
+items) are shown apart.
 """
 
 import argparse
@@ -125,7 +127,7 @@ def load_runs(journals, on="test"):
 
 def is_leaky(row):
     """Whether the run's profiles were written from validation and test interactions too (journal ``profiles``)."""
-    return "leaky" in str(row.get("profiles") or "")
+    return "leaky (history: all)" in str(row.get("profiles") or "")  # ProfileSpec.label() of leaky profiles
 
 
 def variant_label(row):
