@@ -18,13 +18,12 @@ To add a loss, subclass :class:`DistilLoss` (or one of the ready bases below) in
 it. Only registered classes are losses: the bases are not, so they are never offered as choices.
 """
 
-import difflib
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.errors import UserError
+from utils.errors import UserError, suggest
 from utils.wrapper import Read
 
 _LOSSES = {}  # name or alias -> loss class; each class keeps the module it was defined in (its scope)
@@ -71,9 +70,8 @@ def find_loss(name, modules=(__name__,)):
     if found is not None and _in_scope(found, modules):
         return found
     known = [key for key, value in _LOSSES.items() if _in_scope(value, modules)]
-    near = difflib.get_close_matches(str(name), known, n=1)
     raise UserError(
-        f"unknown distillation loss '{name}'" + (f"; did you mean '{near[0]}'?" if near else ""),
+        f"unknown distillation loss '{name}'" + suggest(name, known),
         f"available: {', '.join(registered_losses(modules))}",
     )
 
@@ -125,9 +123,8 @@ class DistilLoss(nn.Module):
         for key, value in values.items():
             if key not in cls.options:
                 common = ["distil_loss", "users_emb_file", "items_emb_file", "particular"]
-                near = difflib.get_close_matches(key, list(cls.options) + common, n=1)
                 known = ", ".join(cls.options) or "none"
-                suggestion = f"; did you mean '{near[0]}'?" if near else ""
+                suggestion = suggest(key, list(cls.options) + common)
                 raise UserError(f"{cls.__name__} takes no param '{key}'{suggestion}",
                                 f"its params: {known} (and distil_loss, users_emb_file, items_emb_file, particular)")
             allowed = cls.options[key]

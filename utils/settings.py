@@ -5,13 +5,12 @@ goes to RecBole's ``Config`` unchanged.
 """
 
 import ast
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .embeddings import ALIGNMENTS
-from .errors import UserError
+from .errors import UserError, suggest
 from .journal import check_journal_name
 from .paths import inside_name
 
@@ -66,9 +65,8 @@ class Settings:
 
 
 def _unknown_key(key, known, where):
-    near = difflib.get_close_matches(str(key), list(known), n=1)
     return UserError(
-        f"unknown key '{key}' in {where}" + (f"; did you mean '{near[0]}'?" if near else ""),
+        f"unknown key '{key}' in {where}" + suggest(key, known),
         f"known keys: {', '.join(known)}",
     )
 
@@ -301,9 +299,7 @@ def check_metrics(value, name="metrics"):
                         "e.g. [Recall, NDCG, Hit] or [AUC, LogLoss]")
     for metric in names:
         if metric.lower() not in metric_types:
-            near = difflib.get_close_matches(metric.lower(), list(metric_types), n=1)
-            raise UserError(f"{name}: RecBole has no metric {metric!r}" + (f"; did you mean '{near[0]}'?" if near
-                                                                           else ""),
+            raise UserError(f"{name}: RecBole has no metric {metric!r}" + suggest(metric.lower(), metric_types),
                             f"metrics: {', '.join(sorted(metric_types))}")
     if len({metric_types[m.lower()] for m in names}) > 1:
         raise UserError(f"{name}: ranking and value metrics cannot be evaluated together, got {value!r}",

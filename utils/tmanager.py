@@ -7,7 +7,6 @@ order costs seconds, not a night of training.
 """
 
 import copy
-import difflib
 import logging
 import sys
 import time
@@ -23,7 +22,7 @@ from recbole.utils.argument_list import dataset_arguments
 
 from . import wrapper as wrap
 from .embeddings import describe, embeddings_dir, load_float_matrix, load_matrix, reduce_matrix, save_tensor
-from .errors import UserError
+from .errors import UserError, suggest
 from .paths import inside_name
 from .settings import (
     check_alpha,
@@ -147,9 +146,8 @@ def mapping(required=None, optional=None, open_=False):
             raise UserError(f"params must be a mapping with {', '.join(known)}, got {value!r}")
         for key in value:
             if key not in known and not open_:
-                near = difflib.get_close_matches(str(key), known, n=1)
                 raise UserError(
-                    f"unknown param '{key}'" + (f"; did you mean '{near[0]}'?" if near else ""),
+                    f"unknown param '{key}'" + suggest(key, known),
                     f"params: {', '.join(known)}",
                 )
         for key in required:
@@ -335,9 +333,8 @@ def _set_config(run, params):
             raise UserError(f"set_config cannot change '{key}' after the data is prepared",
                             "set it in the RecBole part of the file instead")
         elif key not in run.config:
-            near = difflib.get_close_matches(key, list(run.config.final_config_dict), n=1)
             raise UserError(f"set_config: '{key}' is not a setting of this experiment"
-                            + (f"; did you mean '{near[0]}'?" if near else ""),
+                            + suggest(key, run.config.final_config_dict),
                             "set_config changes existing RecBole settings (e.g. epochs, learning_rate)")
         before = run.config[key] if key in run.config else run.settings.distil_loss_weight
         if key != "distil_loss_weight":
@@ -634,9 +631,8 @@ def resolve_command(name, index):
     name = ALIASES.get(name, name)
     if name in COMMANDS:
         return COMMANDS[name]
-    near = difflib.get_close_matches(name, list(COMMANDS) + list(ALIASES), n=1)
     raise UserError(
-        f"unknown command '{name}'" + (f"; did you mean '{near[0]}'?" if near else ""),
+        f"unknown command '{name}'" + suggest(name, list(COMMANDS) + list(ALIASES)),
         f"commands: {', '.join(COMMANDS)}",
         step=index,
         command=name,

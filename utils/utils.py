@@ -6,7 +6,6 @@ name they are registered under (``models.losses.register_loss``) in ``models/los
 ``models`` package and RecBole are searched.
 """
 
-import difflib
 import importlib
 import importlib.util
 import pkgutil
@@ -17,7 +16,7 @@ import yaml
 from recbole.config import Config
 
 from .device import choose_device
-from .errors import UserError
+from .errors import UserError, suggest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = PROJECT_ROOT / "models"
@@ -212,10 +211,10 @@ def check_setting_names(recbole_settings, model_class):
     for key in recbole_settings:
         if key in known:
             continue
-        near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.8)
+        near = suggest(key, known, cutoff=0.8)
         if near:
             raise UserError(
-                f"'{key}' is not a RecBole setting; did you mean '{near[0]}'?",
+                f"'{key}' is not a RecBole setting{near}",
                 "RecBole would silently ignore it; a setting of a custom model belongs in its extra_config_keys",
             )
 
@@ -275,9 +274,8 @@ def get_model_class(name):
         cls = _class_named(importlib.import_module(recbole_modules[name.lower()]), name)
         if cls is not None:
             return cls
-    near = difflib.get_close_matches(name.lower(), available_models(), n=3, cutoff=0.6)
     raise UserError(
-        f"unknown model '{name}'" + (f"; did you mean {', '.join(near)}?" if near else ""),
+        f"unknown model '{name}'" + suggest(name.lower(), available_models(), n=3, quote=False),
         "models are RecBole's (e.g. NeuMF, SimpleX, LightGCN, SASRec) or classes in models/<name lower>.py",
     )
 
