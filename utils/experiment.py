@@ -15,16 +15,18 @@ from pathlib import Path
 from recbole.utils import init_logger, init_seed
 
 from .allocator import keep_freed_memory
+from .config_loading import ExperimentConfig, check_setting_names, load_yaml
 from .data import build_dataset, dataset_files_present, describe_eval_split, inter_files, prepare_data
 from .device import describe_device
 from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_matrix, save_tensor
 from .errors import Interrupted, UserError
 from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name
+from .paths import PROJECT_ROOT
 from .profiles import ProfileSpec, ensure_profiles
+from .registry import get_model_class
 from .settings import check_recbole_values, check_valid_metric, parse_settings
 from .tmanager import ScenarioRun, TrainManager, check_scenario, say
 from .trainer import check_checkpoint_dir
-from .utils import PROJECT_ROOT, ExperimentConfig, check_setting_names, get_model_class, load_yaml
 
 logger = logging.getLogger(__name__)
 

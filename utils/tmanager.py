@@ -24,6 +24,7 @@ from . import wrapper as wrap
 from .embeddings import describe, embeddings_dir, load_float_matrix, load_matrix, reduce_matrix, save_tensor
 from .errors import UserError, suggest
 from .paths import inside_name
+from .registry import get_loss_class
 from .settings import (
     check_alpha,
     check_eval_mode,
@@ -33,7 +34,6 @@ from .settings import (
     check_valid_metric,
 )
 from .trainer import build_trainer, safe_trainer_class
-from .utils import get_loss_class
 
 logger = logging.getLogger(__name__)
 
