@@ -25,7 +25,8 @@ from .paths import PROJECT_ROOT
 from .profiles import ProfileSpec, ensure_profiles
 from .registry import get_model_class
 from .settings import check_recbole_values, check_valid_metric, parse_settings
-from .tmanager import ScenarioRun, TrainManager, check_scenario, say
+from .steps import say
+from .tmanager import ScenarioRun, TrainManager, check_scenario
 from .trainer import check_checkpoint_dir
 
 logger = logging.getLogger(__name__)
