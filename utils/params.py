@@ -16,10 +16,17 @@ from .errors import UserError, suggest
 
 @dataclass(frozen=True)
 class Kind:
-    """What a value must be: a test, and the words an error uses for it ("must be <words>")."""
+    """What a value must be: a test, the words an error uses for it and a hint. The error reads ``message``, a
+    format of ``label`` (the key as the schema names it), ``words`` and ``value``."""
 
     test: Callable[[Any], bool]
     words: str
+    hint: str | None = None
+    message: str = "{label} must be {words}, got {value!r}"
+
+    def error(self, label, value):
+        """The ``UserError`` for ``value`` failing this kind."""
+        return UserError(self.message.format(label=label, words=self.words, value=value), self.hint)
 
 
 def _number(value):
@@ -36,6 +43,21 @@ LIST = Kind(lambda v: isinstance(v, list), "a list")
 # A layer as set_outputs names it: a number from 'info' (1, 2, ...) or a dotted module path.
 LAYER = Kind(lambda v: not isinstance(v, bool) and (isinstance(v, str) or isinstance(v, int) and v >= 1),
              "a layer number or a dotted path")
+
+
+def _mappings(value):
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
+
+
+MAPPINGS = Kind(_mappings, "a mapping or a list of mappings")
+ANY = Kind(lambda v: True, "anything")  # checked elsewhere (e.g. a file name, by its own function)
+
+
+def maybe(kind):
+    """``kind``, or None (left unset)."""
+    return Kind(lambda v: v is None or kind.test(v), kind.words, kind.hint, kind.message)
 
 
 def one_of(*choices, words=None):
@@ -116,7 +138,7 @@ class Schema:
             param = by_name.get(key)
             unset = given is None and self.none_is_unset and not param.required if param else True
             if param is not None and not unset and not param.kind.test(given):
-                raise UserError(f"{self.label.format(key)} must be {param.kind.words}, got {given!r}")
+                raise param.kind.error(self.label.format(key), given)
         return dict(value)
 
     def filled(self, value):
