@@ -25,10 +25,13 @@ from .errors import UserError
 
 logger = logging.getLogger(__name__)
 
-# RecBole 1.2.1 on pandas 2.x warns about its own in-place fillna on every dataset build, and graph models about a
-# deprecated sparse constructor; both concern RecBole's code under future versions we pin away from.
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
-warnings.filterwarnings("ignore", message=r".*torch\.sparse\.SparseTensor.*", category=UserWarning)
+
+def quiet_recbole_warnings():
+    """Silence two warnings about RecBole's own code, for the experiments of this process: RecBole 1.2.1 on pandas
+    2.x warns about its in-place fillna on every dataset build, and graph models about a deprecated sparse
+    constructor; both concern versions we pin away from. Called when an experiment starts, never at import."""
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
+    warnings.filterwarnings("ignore", message=r".*torch\.sparse\.SparseTensor.*", category=UserWarning)
 
 
 @dataclass
