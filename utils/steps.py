@@ -62,16 +62,19 @@ FILE_PARAMS = {"reduce_dim": ("file_in", "file_out"), "wrap_model": ("users_emb_
 
 
 def no_params(value):
+    """A command that takes no params: None (or an empty mapping or list)."""
     if value not in (None, {}, []):
         raise UserError(f"takes no params, got {value!r}", "leave params out or set them to None")
     return None
 
 
 def text(value):
+    """``print``'s params: any value, printed as text."""
     return "" if value is None else str(value)
 
 
 def info_level(value):
+    """``info``'s params: 0 (parameter counts), 1 (also the layer table) or 2 (with dotted paths)."""
     value = 0 if value is None else value
     if isinstance(value, bool) or value not in (0, 1, 2):
         raise UserError(f"params must be 0 (parameter counts), 1 (also the layer table) or 2 (with dotted paths), "
@@ -80,18 +83,21 @@ def info_level(value):
 
 
 def part_index(value):
+    """``set_train_dataset``'s params: a training-part index."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise UserError(f"params must be a training-part index (0, 1, ...), got {value!r}")
     return value
 
 
 def layer_ref(value):
+    """One layer reference: a number from ``info`` or a dotted module path (:data:`utils.params.LAYER`)."""
     if not LAYER.test(value):
         raise UserError(f"{value!r} is not a layer: give a number from 'info' (1, 2, ...) or a dotted module path")
     return value
 
 
 def layer_refs(value):
+    """``set_outputs``'s params: a list of layer references."""
     values = value if isinstance(value, list) else [value]
     if not values or value is None:
         raise UserError("params must be a list of layer numbers (see 'info' with params 1)", "e.g. [9]")
@@ -99,6 +105,7 @@ def layer_refs(value):
 
 
 def trainable(value):
+    """``set_trainable``'s params: ``[[layers] or ['*'], true|false]``."""
     if not isinstance(value, list) or len(value) != 2:
         raise UserError(f"params must be [[layers], true|false], got {value!r}",
                         "e.g. [['*'], false] or [[4, 5], true]")
@@ -114,6 +121,7 @@ def trainable(value):
 
 
 def checkpoint_ref(value):
+    """``load_from_file``'s params: a path, or ``{file, resume}`` (:data:`CHECKPOINT`)."""
     if isinstance(value, str) and value:
         return {"file": value, "resume": True}
     if isinstance(value, dict):
@@ -122,12 +130,14 @@ def checkpoint_ref(value):
 
 
 def any_mapping(value):
+    """A non-empty mapping, keys unchecked (run variables, RecBole settings)."""
     if not isinstance(value, dict) or not value:
         raise UserError(f"params must be a non-empty mapping, got {value!r}")
     return value
 
 
 def set_vars(value):
+    """``set``'s params: run variables; ``train_part`` must be a part index."""
     value = any_mapping(value)
     if "train_part" in value:
         part_index(value["train_part"])
@@ -147,10 +157,12 @@ def set_config_params(value):
 
 
 def print_text(run, params):
+    """``print``: the text, as it is."""
     say(params)
 
 
 def set_variables(run, params):
+    """``set``: store run variables; ``train_part`` selects the journal columns that follow."""
     for key, value in params.items():
         run.variables[key] = value
         if key == "train_part":
@@ -159,6 +171,7 @@ def set_variables(run, params):
 
 
 def init_model(run, params):
+    """``init_model``: a fresh model (seeded), dropping any wrapper and trainer of the previous one."""
     init_seed(run.config["seed"], run.config["reproducibility"])
     run.model = run.model_class(run.config, run.data.train_dataset).to(run.config["device"])
     run.distiller = None
@@ -168,6 +181,7 @@ def init_model(run, params):
 
 
 def _load_profiles(run, entity, file_name):
+    """One profile matrix of the embedding folder, checked against the dataset's id count."""
     llm = run.settings.llm_config
     expected = run.data.dataset.user_num if entity == "user" else run.data.dataset.item_num
     start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
@@ -178,6 +192,7 @@ def _load_profiles(run, entity, file_name):
 
 
 def wrap_model(run, params):
+    """``wrap_model``: load the profile matrices, build the loss and the Distiller around the model."""
     llm = run.settings.llm_config
     loss_class = get_loss_class(params["distil_loss"], run.config["model"])
     users_file = params.get("users_emb_file") or llm.default_users_emb_file
@@ -210,6 +225,7 @@ def wrap_model(run, params):
 
 
 def reduce_dim(run, params):
+    """``reduce_dim``: reduce a matrix of the embedding folder to ``dimension`` columns."""
     source, target = run.embedding_path(params["file_in"]), run.embedding_path(params["file_out"])
     method = params.get("method", "umap")  # the original tool's reduction when no method is named
     if target.exists() and not params.get("overwrite", True):
@@ -233,6 +249,7 @@ def reduce_dim(run, params):
 
 
 def set_config(run, params):
+    """``set_config``: change RecBole settings (not those that shape the data) and the distillation weight."""
     for key, value in params.items():
         if key == "distil_loss_weight":
             run.settings.distil_loss_weight = check_alpha(value)
@@ -258,6 +275,7 @@ def set_config(run, params):
 
 
 def init_trainer(run, params):
+    """``init_trainer``: a trainer (fresh optimizer) for the model, with the distiller as its loss."""
     part = run.record.train_part
     run.trainer = build_trainer(run.config, run.model, f"{run.file.stem}-part{part}", distiller=run.distiller)
     say(f"    {type(run.trainer).__name__}: epochs={run.config['epochs']}, "
@@ -265,12 +283,14 @@ def init_trainer(run, params):
 
 
 def info(run, params):
+    """``info``: parameter counts, and with params 1 or 2 the numbered layer table."""
     say(f"    {wrap.count_params(run.model)}")
     if params >= 1:
         say(wrap.layer_table(run.model, paths=params >= 2))
 
 
 def set_train_dataset(run, params):
+    """``set_train_dataset``: the training part the next ``train`` fits on."""
     parts = len(run.data.train_parts)
     if params >= parts:
         raise UserError(
@@ -284,6 +304,7 @@ def set_train_dataset(run, params):
 
 
 def set_outputs(run, params):
+    """``set_outputs``: hook the referenced layers for the distillation loss."""
     layers = run.distiller.set_outputs(params)
     run.record.set_part("set_outputs", params)
     for layer in layers:
@@ -291,11 +312,13 @@ def set_outputs(run, params):
 
 
 def remove_outputs(run, params):
+    """``remove_outputs``: remove every hook; training uses the model loss alone."""
     run.distiller.remove_outputs()
     say("    all hooks removed: training uses the model loss only")
 
 
 def set_trainable(run, params):
+    """``set_trainable``: freeze or unfreeze the referenced layers."""
     refs, flag = params
     for line in wrap.set_trainable(run.model, refs, flag):
         say(f"    {line}")
@@ -303,6 +326,7 @@ def set_trainable(run, params):
 
 
 def train(run, params):
+    """``train``: fit with validation; journal the best validation result and where the best model went."""
     config = run.config
     saved = config["save"] is not False
     loader = run.data.train_parts[run.train_ds]
@@ -335,6 +359,7 @@ def train(run, params):
 
 
 def test_eval(run, params):
+    """``test_eval``: the test metrics (and per-user ones) of the last train's best model."""
     if params:
         return _test_eval_as(run, params)
     load_best = run.trained_file is not None
@@ -366,6 +391,7 @@ def _test_eval_as(run, params):
 
 
 def load_from_file(run, params):
+    """``load_from_file``: resume a checkpoint, or load only its weights."""
     path = params["file"]
     if path == "best":
         if not run.trained_file:
@@ -380,6 +406,7 @@ def load_from_file(run, params):
 
 
 def save_datasets(run, params):
+    """``save_datasets``: write the splits as TSV next to the experiment file."""
     from .data import write_splits
 
     for path in write_splits(run.data, run.file):
@@ -387,6 +414,7 @@ def save_datasets(run, params):
 
 
 def debug_model(run, params):
+    """``debug_model``: print a layer's parameters with statistics."""
     (layer,) = wrap.resolve_layers(run.model, [params])
     say(f"    parameters of {layer.label}:")
     for name, param in layer.module.named_parameters():
@@ -396,4 +424,5 @@ def debug_model(run, params):
 
 
 def stop(run, params):
+    """``break``: end the scenario here."""
     raise StopScenario()
