@@ -81,8 +81,9 @@ def build(model_name, **overrides):
     """(config, data bundle, model) for a real RecBole model on a small slice of ml-100k."""
     from recbole.utils import init_seed
 
+    from utils.config_loading import ExperimentConfig
     from utils.data import build_dataset, prepare_data
-    from utils.utils import ExperimentConfig, get_model_class
+    from utils.registry import get_model_class
 
     settings = {"use_gpu": False, "state": "ERROR", "seed": 7, "reproducibility": True, **SMALL_DATA}
     settings.update(SMALL_MODELS.get(model_name, {}))
