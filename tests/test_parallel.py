@@ -102,7 +102,7 @@ def wait_for_port(port, seconds):
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return True
-        time.sleep(0.5)
+        time.sleep(0.1)
     return False
 
 
