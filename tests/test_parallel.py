@@ -20,7 +20,9 @@ from helpers import ROOT, build, shrink
 import run_exps
 import utils.data as data_module
 
-pytestmark = pytest.mark.e2e
+# Under pytest -n (xdist, --dist loadgroup) these run one after the other on one worker: two Ray clusters at once on
+# one machine would compete for its ports and cores.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("ray")]
 
 
 def test_the_dataset_is_reused_for_identical_data_settings_only(monkeypatch):
@@ -111,7 +113,7 @@ def wait_for_port(port, seconds):
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return True
-        time.sleep(0.5)
+        time.sleep(0.1)
     return False
 
 
