@@ -28,7 +28,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 # ruff's linter only: the code is not auto-formatted (the rules and the 120-character lines are in pyproject.toml)
 lint: $(STAMP)

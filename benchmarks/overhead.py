@@ -49,9 +49,10 @@ def build(model_name, batch, epochs, modes):
     from recbole.utils import init_seed
 
     import models.losses as losses
+    from utils.config_loading import ExperimentConfig
     from utils.data import build_dataset, prepare_data
+    from utils.registry import get_model_class
     from utils.trainer import build_trainer
-    from utils.utils import ExperimentConfig, get_model_class
     from utils.wrapper import Distiller
 
     settings = {"use_gpu": False, "state": "ERROR", "seed": 2020, "reproducibility": True, "epochs": epochs + 1,

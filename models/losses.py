@@ -18,13 +18,13 @@ To add a loss, subclass :class:`DistilLoss` (or one of the ready bases below) in
 it. Only registered classes are losses: the bases are not, so they are never offered as choices.
 """
 
-import difflib
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.errors import UserError
+from utils.errors import UserError, suggest
+from utils.params import INT, LAYER, Param, Schema, one_of
 from utils.wrapper import Read
 
 _LOSSES = {}  # name or alias -> loss class; each class keeps the module it was defined in (its scope)
@@ -71,9 +71,8 @@ def find_loss(name, modules=(__name__,)):
     if found is not None and _in_scope(found, modules):
         return found
     known = [key for key, value in _LOSSES.items() if _in_scope(value, modules)]
-    near = difflib.get_close_matches(str(name), known, n=1)
     raise UserError(
-        f"unknown distillation loss '{name}'" + (f"; did you mean '{near[0]}'?" if near else ""),
+        f"unknown distillation loss '{name}'" + suggest(name, known),
         f"available: {', '.join(registered_losses(modules))}",
     )
 
@@ -117,26 +116,18 @@ class DistilLoss(nn.Module):
     layer = None
     calls = (0,)
     needs = frozenset({"user"})
-    options = {}  # extra wrap_model params this loss takes: name -> allowed values (tuple), a type, or None (any)
+    options = ()  # the extra wrap_model params this loss takes: utils.params.Param s (a layer: kind LAYER)
 
     @classmethod
     def check_options(cls, values):
         """Check extra ``wrap_model`` params against :attr:`options`; raises UserError naming the bad one."""
-        for key, value in values.items():
-            if key not in cls.options:
-                common = ["distil_loss", "users_emb_file", "items_emb_file", "particular"]
-                near = difflib.get_close_matches(key, list(cls.options) + common, n=1)
-                known = ", ".join(cls.options) or "none"
-                suggestion = f"; did you mean '{near[0]}'?" if near else ""
-                raise UserError(f"{cls.__name__} takes no param '{key}'{suggestion}",
-                                f"its params: {known} (and distil_loss, users_emb_file, items_emb_file, particular)")
-            allowed = cls.options[key]
-            if isinstance(allowed, tuple) and value not in allowed:
-                raise UserError(f"{cls.__name__}: {key} must be one of {', '.join(allowed)}, got {value!r}")
-            if isinstance(allowed, type) and (not isinstance(value, allowed) or isinstance(value, bool)):
-                raise UserError(f"{cls.__name__}: {key} must be {allowed.__name__}, got {value!r}")
-            if allowed is None and (isinstance(value, bool) or not isinstance(value, (int, str))):
-                raise UserError(f"{cls.__name__}: {key} must be a layer number or a dotted path, got {value!r}")
+        from utils.steps import WRAP_KEYS  # wrap_model's own params, next to which the options are written
+
+        common = ", ".join(WRAP_KEYS)
+        schema = Schema(tuple(cls.options), label=f"{cls.__name__}: {{}}", none_is_unset=False,
+                        unknown=f"{cls.__name__} takes no param '{{key}}'{{suggestion}}",
+                        unknown_hint=f"its params: {{known}} (and {common})")
+        schema.check(values, also=WRAP_KEYS)
 
     def __init__(self, model, dataset, user_emb=None, item_emb=None, particular=False, **options):
         super().__init__()
@@ -322,14 +313,14 @@ class HiddenDistil(DistilLoss):
     """
 
     needs = frozenset()
-    options = {
-        "layer": None,
-        "source": ("output", "input"),
-        "call": int,
-        "entity": ("user", "item"),
-        "rows": ("auto", "batch", "ids"),
-        "distance": ("rmse", "mse", "cosine"),
-    }
+    options = (
+        Param("layer", LAYER, doc="which hooked layer, as set_outputs names it; default: the one hooked layer"),
+        Param("source", one_of("output", "input"), default="output", doc="which side of that layer"),
+        Param("call", INT, default=0, doc="which call of the layer in the batch"),
+        Param("entity", one_of("user", "item"), default="user", doc="whose profiles"),
+        Param("rows", one_of("auto", "batch", "ids"), default="auto", doc="how hooked rows meet the batch"),
+        Param("distance", one_of("rmse", "mse", "cosine"), default="rmse", doc="the comparison"),
+    )
 
     def __init__(self, model, dataset, user_emb=None, item_emb=None, particular=False, layer=None, source="output",
                  call=0, entity="user", rows="auto", distance="rmse"):

@@ -1,6 +1,9 @@
 """Shared helpers: shrink the ready scenarios so that a real run on ml-100k takes seconds."""
 
 import copy
+import queue
+import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -81,8 +84,9 @@ def build(model_name, **overrides):
     """(config, data bundle, model) for a real RecBole model on a small slice of ml-100k."""
     from recbole.utils import init_seed
 
+    from utils.config_loading import ExperimentConfig
     from utils.data import build_dataset, prepare_data
-    from utils.utils import ExperimentConfig, get_model_class
+    from utils.registry import get_model_class
 
     settings = {"use_gpu": False, "state": "ERROR", "seed": 7, "reproducibility": True, **SMALL_DATA}
     settings.update(SMALL_MODELS.get(model_name, {}))
@@ -104,3 +108,48 @@ def build(model_name, **overrides):
     init_seed(config["seed"], True)
     model = model_class(config, data.train_dataset)
     return config, data, model
+
+
+class Output:
+    """Reads a ``Popen``'s text stdout (and stderr, when piped) on threads, so that every read has a timeout:
+    ``wait_for`` a line, then ``finish`` (wait for the exit and the rest of the output)."""
+
+    def __init__(self, process):
+        self.process = process
+        self.lines = queue.Queue()
+        self.out, self.err = [], []
+        self.threads = [threading.Thread(target=self._read, args=(process.stdout, self.out, True), daemon=True)]
+        if process.stderr is not None:
+            self.threads.append(threading.Thread(target=self._read, args=(process.stderr, self.err, False),
+                                                 daemon=True))
+        for thread in self.threads:
+            thread.start()
+
+    def _read(self, stream, kept, queued):
+        for line in stream:
+            kept.append(line)
+            if queued:
+                self.lines.put(line)
+        if queued:
+            self.lines.put(None)
+
+    def wait_for(self, predicate, timeout):
+        """The first stdout line for which ``predicate`` is true; AssertionError after ``timeout`` s or at EOF."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                seen = "".join(self.out)[-2000:]
+                raise AssertionError(f"no such line within {timeout} s; output so far: {seen}") from None
+            if line is None:
+                raise AssertionError(f"the process ended first; its output: {''.join(self.out)[-2000:]}")
+            if predicate(line):
+                return line
+
+    def finish(self, timeout):
+        """Wait for the exit and the end of the output; returns (stdout, stderr)."""
+        self.process.wait(timeout=timeout)
+        for thread in self.threads:
+            thread.join(timeout=timeout)
+        return "".join(self.out), "".join(self.err)

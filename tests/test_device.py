@@ -15,8 +15,9 @@ from helpers import build
 from models import losses
 from utils import device as dev
 from utils import wrapper as wrap
+from utils.config_loading import ExperimentConfig
 from utils.embeddings import pca_torch
-from utils.utils import ExperimentConfig, get_model_class
+from utils.registry import get_model_class
 
 META = torch.device("meta")
 

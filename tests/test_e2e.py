@@ -4,16 +4,17 @@ small models, users with 20-60 interactions) and journal their results."""
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from helpers import ROOT, shrink
+from helpers import EXPERIMENTS, ROOT, load, shrink
 
 import run_exps
 from utils.device import choose_device, describe_device
+from utils.settings import parse_steps
+from utils.tmanager import check_scenario
 
 pytestmark = pytest.mark.e2e
 
@@ -39,10 +40,15 @@ def journal_of(path):
     return pd.read_csv(Path(path).parent / raw["journal_name"], index_col=0)
 
 
-@pytest.mark.parametrize("form", ["long", "short"])
+def written_in_short_form(experiment):
+    return not all(isinstance(step, dict) and "command" in step for step in load(EXPERIMENTS / experiment)["scenario"])
+
+
 @pytest.mark.parametrize("experiment", READY, ids=[Path(e).parent.name for e in READY])
-def test_ready_scenario_runs_and_journals_both_phases(workdir, experiment, form):
-    path = shrink(experiment, workdir, short_form=form == "short")
+def test_ready_scenario_runs_and_journals_both_phases(workdir, experiment):
+    """One real training run per ready scenario, its steps written as the file writes them (the other form is a
+    parsing question: test_both_step_forms_of_a_ready_scenario_check_to_the_same_steps)."""
+    path = shrink(experiment, workdir, short_form=written_in_short_form(experiment))
     assert run_exps.main([str(path)]) == 0
     (row,) = journal_of(path).to_dict("records")
     assert row["status"] == "done" and row["config"] == path.name
@@ -51,6 +57,25 @@ def test_ready_scenario_runs_and_journals_both_phases(workdir, experiment, form)
         test = json.loads(row[f"train_{part}:best_test_res"])
         assert 0.0 <= test["ndcg@10"] <= 1.0
         assert Path(row[f"train_{part}:bestmodel_file"]).is_file()
+
+
+KAR_FOLDER = sorted(str(p.relative_to(EXPERIMENTS)) for p in (EXPERIMENTS / "autoint_kar_ml100k").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", READY + KAR_FOLDER, ids=[Path(e).stem for e in READY + KAR_FOLDER])
+def test_both_step_forms_of_a_ready_scenario_check_to_the_same_steps(tmp_path, experiment):
+    """Long ({command: x, params: p}) and short ({x: p}) forms of the same shrunk scenario parse and check to the
+    same commands and params, without training; the form the file uses is the one trained above."""
+    checked = {}
+    for form in ("long", "short"):
+        folder = tmp_path / form
+        folder.mkdir()
+        raw = load(shrink(experiment, folder, short_form=form == "short"))
+        assert all(("command" in step) == (form == "long") for step in raw["scenario"])
+        steps = check_scenario(parse_steps(raw["scenario"]), model_name=raw["model"])
+        checked[form] = [(step.index, command.name, params) for step, command, params in steps]
+    assert checked["long"] == checked["short"] and len(checked["long"]) == len(load(EXPERIMENTS / experiment)[
+        "scenario"])
 
 
 def test_two_phase_split_distils_on_part_0_and_fine_tunes_on_part_1(workdir, capsys):
@@ -113,10 +138,8 @@ def test_runner_flags_do_not_reach_recbole(workdir, capsys):
 
 
 def run_cli(*args, cwd):
-    started = time.time()
-    done = subprocess.run([sys.executable, str(ROOT / "run_exps.py"), *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, str(ROOT / "run_exps.py"), *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
-    return done, time.time() - started
 
 
 def test_a_mistyped_command_fails_fast_with_one_line_and_no_training(workdir):
@@ -124,7 +147,7 @@ def test_a_mistyped_command_fails_fast_with_one_line_and_no_training(workdir):
     raw = yaml.safe_load(path.read_text())
     raw["scenario"][8]["command"] = "init_trainr"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    done, seconds = run_cli(path, cwd=workdir)
+    done = run_cli(path, cwd=workdir)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     error_lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers import ROOT, shrink
+from helpers import ROOT, Output, shrink
 
 import report
 import run_exps
@@ -390,12 +390,11 @@ def test_sigterm_journals_the_running_experiment_as_interrupted(workdir):
     before = (path.parent / JOURNAL).read_bytes()
     process = subprocess.Popen([sys.executable, "-u", str(ROOT / "run_exps.py"), str(path)], cwd=workdir,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    output = Output(process)
     try:
-        for line in process.stdout:
-            if "] train" in line:
-                break
+        output.wait_for(lambda line: "] train" in line, timeout=300)
         process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=300)
+        _, err = output.finish(timeout=300)
     finally:
         process.kill()
     assert process.returncode == 143, err

@@ -178,14 +178,14 @@ def test_item_side_distillation_needs_item_profiles(built):
 
 
 def test_a_legacy_name_is_an_alias_of_its_loss():
-    from utils.utils import get_loss_class
+    from utils.registry import get_loss_class
 
     assert get_loss_class("AutoIntUserCosSim", "AutoInt") is losses.AutoIntUserCosine
     assert get_loss_class("LightGCNUserCosSim", "LightGCN") is losses.LightGCNUserCosine
 
 
 def test_base_classes_are_neither_found_nor_offered():
-    from utils.utils import available_losses, get_loss_class
+    from utils.registry import available_losses, get_loss_class
 
     names = available_losses("NeuMF")
     assert {"NeumfUserRMSE", "HiddenDistil"} <= set(names)
@@ -195,7 +195,7 @@ def test_base_classes_are_neither_found_nor_offered():
 
 
 def test_an_unknown_loss_is_one_line_with_a_suggestion():
-    from utils.utils import get_loss_class
+    from utils.registry import get_loss_class
 
     with pytest.raises(UserError) as err:
         get_loss_class("NeumfUserRMS", "NeuMF")
@@ -204,7 +204,7 @@ def test_an_unknown_loss_is_one_line_with_a_suggestion():
 
 
 def test_a_loss_registered_in_a_models_file_serves_that_model_only(monkeypatch):
-    from utils.utils import get_loss_class
+    from utils.registry import get_loss_class
 
     monkeypatch.setattr(losses, "_LOSSES", dict(losses._LOSSES))
     monkeypatch.setattr(losses, "_CANONICAL", set(losses._CANONICAL))

@@ -21,7 +21,7 @@ import run_exps
 from models.losses import AutoIntUserCosine
 from utils.data import build_dataset, prepare_data
 from utils.experiment import check_experiment
-from utils.utils import available_losses, get_loss_class
+from utils.registry import available_losses, get_loss_class
 
 pytestmark = pytest.mark.e2e
 

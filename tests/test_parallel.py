@@ -9,23 +9,27 @@ import socket
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from helpers import ROOT, build, shrink
 
 import run_exps
 import utils.data as data_module
 
-pytestmark = pytest.mark.e2e
+# Under pytest -n (xdist, --dist loadgroup) these run one after the other on one worker: two Ray clusters at once on
+# one machine would compete for its ports and cores.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("ray")]
 
 
 def test_the_dataset_is_reused_for_identical_data_settings_only(monkeypatch):
     loads = []
     original = data_module._load_dataset
     monkeypatch.setattr(data_module, "_load_dataset", lambda config: loads.append(1) or original(config))
-    monkeypatch.setattr(data_module, "_DATASETS", {})
+    monkeypatch.setattr(data_module, "_DATASETS", OrderedDict())
     build("NeuMF", seed=1)
     build("NeuMF", seed=2, learning_rate=0.01)  # other seed, other training settings: same data
     assert len(loads) == 1
@@ -33,10 +37,13 @@ def test_the_dataset_is_reused_for_identical_data_settings_only(monkeypatch):
     build("BPR")  # same data settings as the first: reused across models of a type
     build("SASRec")  # a sequential dataset: loaded again
     assert len(loads) == 3
+    assert len(data_module._DATASETS) == data_module.MAX_CACHED_DATASETS == 2  # the least recently used went
+    build("NeuMF", user_inter_num_interval="[20,50)")  # that was the filtered one: loaded again
+    assert len(loads) == 4
 
 
 def test_a_reused_dataset_splits_exactly_like_a_fresh_one(monkeypatch):
-    monkeypatch.setattr(data_module, "_DATASETS", {})
+    monkeypatch.setattr(data_module, "_DATASETS", OrderedDict())
     _, first, _ = build("NeuMF", seed=5)
     _, again, _ = build("NeuMF", seed=5)
     for split in ("train_dataset", "test"):
@@ -47,10 +54,16 @@ def test_a_reused_dataset_splits_exactly_like_a_fresh_one(monkeypatch):
 
 
 def folder_of(workdir, seeds):
+    """One experiment per seed. Each seed has its own profile folder, as the ready sweeps name their profile files
+    per seed: the profiles are written from each seed's split, and experiments running at the same time must not
+    overwrite each other's (that race, not the dataset cache, made the parallel run differ now and then)."""
     folder = workdir / "batch"
     folder.mkdir()
     for seed in seeds:
         path = shrink("neumf/neumf_ml100k.yaml", workdir, extra={"seed": seed, "journal_name": "j.csv"})
+        raw = yaml.safe_load(path.read_text())
+        raw["llm_config"]["embeddings_path"] = str(workdir / "emb" / f"s{seed}")
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
         path.rename(folder / f"neumf_s{seed}.yaml")
     return folder
 
@@ -62,7 +75,7 @@ def test_a_converted_matrix_is_reused_only_while_its_source_is_unchanged(workdir
     assert "is up to date" not in capsys.readouterr().out
     assert run_exps.main([str(path)]) == 0
     assert "user_minilm384_rs.pt is up to date with user_profiles_rs.json" in capsys.readouterr().out
-    source = workdir / "emb" / "ml-100k" / "user_profiles_rs.json"
+    source = workdir / "emb" / "s1" / "ml-100k" / "user_profiles_rs.json"
     profiles = json.loads(source.read_text())
     profiles[0]["embedding"][0] += 1.0
     source.write_text(json.dumps(profiles))  # same name and split, other content: converted again
@@ -100,7 +113,7 @@ def wait_for_port(port, seconds):
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return True
-        time.sleep(0.5)
+        time.sleep(0.1)
     return False
 
 

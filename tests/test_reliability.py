@@ -11,7 +11,7 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from helpers import ROOT, shrink
+from helpers import ROOT, Output, shrink
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -205,19 +205,20 @@ def test_kill_9_then_resume_journals_each_experiment_done_exactly_once(workdir):
     folder.mkdir()
     names = [f"{i}.yaml" for i in range(4)]
     for index, name in enumerate(names):
-        trained(folder, name, epochs=2 if index < 2 else 20)  # the third one trains long enough to be killed in
+        # the third is killed as its train step starts; its 8 epochs (not 2) leave no chance to finish first
+        trained(folder, name, epochs=8 if index == 2 else 2)
     journal_path = folder / "neumf_journal.csv"
     process = subprocess.Popen([sys.executable, "-u", str(ROOT / "run_exps.py"), str(folder)], cwd=workdir,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     # kill when the third experiment starts training: its output says so (no sleeping, no race with a fast run)
-    third = False
-    for line in process.stdout:
-        third = third or line.startswith("##### experiment 3/4")
-        if third and "] train" in line:
-            break
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    process.stdout.close()
+    output = Output(process)
+    try:
+        output.wait_for(lambda line: line.startswith("##### experiment 3/4"), timeout=300)
+        output.wait_for(lambda line: "] train" in line, timeout=300)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        output.finish(timeout=60)
+        process.stdout.close()
     killed = pd.read_csv(journal_path, index_col=0)
     assert list(killed["config"]) == names[:2] and set(killed["status"]) == {"done"}
 

@@ -22,7 +22,7 @@ def benchmark(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     generated = root / "generated"
     subprocess.run([sys.executable, str(ROOT / "experiments/benchmark_ml100k/generate.py"), "--out", str(generated)],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, timeout=120)
     folder = root / "folder"
     folder.mkdir()
     for name in ("neumf_baseline_s1", "neumf_llmkt_s1", "neumf_baseline_s2", "neumf_llmkt_s2"):
@@ -40,7 +40,7 @@ def benchmark(tmp_path_factory):
 
 def test_generated_benchmark_pairs_variants_on_the_same_split(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "experiments/benchmark_ml100k/generate.py"), "--out", str(tmp_path)],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, timeout=120)
     import yaml
 
     base = yaml.safe_load((tmp_path / "neumf_baseline_s3.yaml").read_text())

@@ -196,6 +196,12 @@ def test_nothing_is_captured_during_a_real_evaluation(built, workdir):
     result = trainer.evaluate(data.valid, load_best_model=False)
     assert result and held_when_ran and set(held_when_ran) == {0}
     assert not hasattr(loss, "seen")
+    # the probe can fail: with the hooks armed by hand, the same real evaluation is seen capturing
+    held_when_ran.clear()
+    with distiller.hooks.capture():
+        trainer.evaluate(data.valid, load_best_model=False)
+    assert held_when_ran and set(held_when_ran) != {0}
+    held_when_ran.clear()
     distiller(batch_of(data))  # the training loss does capture, and lets go when it returns
     assert held_when_ran[-1] == 1 and distiller.hooks.held() == 0
 

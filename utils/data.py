@@ -11,6 +11,7 @@ import logging
 import os
 import urllib.error
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +27,13 @@ from .errors import UserError
 
 logger = logging.getLogger(__name__)
 
-# RecBole 1.2.1 on pandas 2.x warns about its own in-place fillna on every dataset build, and graph models about a
-# deprecated sparse constructor; both concern RecBole's code under future versions we pin away from.
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
-warnings.filterwarnings("ignore", message=r".*torch\.sparse\.SparseTensor.*", category=UserWarning)
+
+def quiet_recbole_warnings():
+    """Silence two warnings about RecBole's own code, for the experiments of this process: RecBole 1.2.1 on pandas
+    2.x warns about its in-place fillna on every dataset build, and graph models about a deprecated sparse
+    constructor; both concern versions we pin away from. Called when an experiment starts, never at import."""
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
+    warnings.filterwarnings("ignore", message=r".*torch\.sparse\.SparseTensor.*", category=UserWarning)
 
 
 @dataclass
@@ -117,7 +121,11 @@ def dataset_key(config):
     return json.dumps([dataset_class_for(config).__name__, settings, files], sort_keys=True, default=str)
 
 
-_DATASETS = {}  # dataset_key -> a loaded, filtered, never built Dataset (this process only)
+# dataset_key -> a loaded, filtered, never built Dataset (this process only), least recently used first. Bounded to
+# MAX_CACHED_DATASETS: a folder that cycles through many (large) datasets keeps only the last two in memory; a
+# sweep over one dataset (models x variants x seeds) still loads it once.
+_DATASETS = OrderedDict()
+MAX_CACHED_DATASETS = 2
 
 
 def build_dataset(config, reuse=True):
@@ -128,6 +136,7 @@ def build_dataset(config, reuse=True):
     """
     key = dataset_key(config) if reuse else None
     if key in _DATASETS:
+        _DATASETS.move_to_end(key)
         cached = _DATASETS[key]
         logger.info("dataset %s: reusing the one loaded for an earlier experiment", config["dataset"])
         # a fresh copy (build() changes a dataset) that refers to this experiment's config
@@ -135,6 +144,8 @@ def build_dataset(config, reuse=True):
     dataset = _load_dataset(config)
     if reuse:
         _DATASETS[key] = copy.deepcopy(dataset, memo={id(dataset.config): dataset.config})
+        while len(_DATASETS) > MAX_CACHED_DATASETS:
+            _DATASETS.popitem(last=False)
     return dataset
 
 

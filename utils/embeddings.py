@@ -5,6 +5,7 @@ item) in RecBole's internal-id order: row k belongs to internal id k+1, because 
 ``users_start_with_1`` / ``items_start_with_1`` a zero row is prepended on loading, so that row index == id.
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -549,3 +550,65 @@ def describe(matrix):
     norms = matrix.norm(dim=1)
     return f"{tuple(matrix.shape)}, mean row norm {float(norms.mean()):.3f}" if len(norms) else str(tuple(matrix.shape))
 
+
+# --- the conversion cache: JSON profiles -> matrix, skipped when the matrix is up to date -------------------------
+
+
+def convert_profiles(source, target, tokens, *, by, missing, start_with_1, shuffle=None):
+    """Write ``target``, the matrix of the JSON profiles ``source`` in RecBole's id order (``tokens``), unless it
+    was made from the same JSON content, ids and settings (:func:`conversion_identity`), kept next to it. With a
+    ``shuffle`` seed, the rows are given to other users (:func:`shuffle_rows`: the shuffled control).
+
+    Returns:
+        torch.Tensor or None: the matrix written; None when ``target`` was up to date.
+    """
+    made_from = conversion_identity(source, tokens, by, missing, start_with_1, shuffle)
+    if Path(target).is_file() and read_identity(target) == made_from:
+        return None
+    ids, rows = read_profile_matrix(source)
+    matrix = align_rows(ids, rows, tokens, by=by, missing=missing, source=str(source))
+    if shuffle is not None:
+        matrix, _ = shuffle_rows(matrix, shuffle)
+    if not start_with_1:
+        matrix = torch.vstack((torch.zeros(1, matrix.shape[1]), matrix))
+    save_tensor(matrix, target)
+    write_identity(target, made_from)
+    return matrix
+
+
+def conversion_identity(source, tokens, by, missing, start_with_1, shuffle=None):
+    """What a converted matrix depends on: the JSON's content (hashed, not its name or date), the dataset's ids in
+    RecBole's order, and the conversion settings."""
+    if not Path(source).is_file():
+        return None
+    ids = hashlib.sha256("\n".join(map(str, tokens)).encode()).hexdigest()
+    identity = {"json_sha256": _content_hash(source), "ids_sha256": ids, "by": by, "missing": missing,
+                "start_with_1": start_with_1}
+    return identity if shuffle is None else {**identity, "shuffle_seed": shuffle}
+
+
+def _identity_path(target):
+    return Path(target).with_name(f"{Path(target).name}.source.json")
+
+
+def _content_hash(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_identity(target):
+    """What the matrix ``target`` was made from, or None when unknown or when the file is no longer the matrix
+    that conversion wrote (its content is hashed: e.g. a ``reduce_dim`` wrote another matrix under that name)."""
+    try:
+        identity = json.loads(_identity_path(target).read_text(encoding="utf-8"))
+        written = identity.pop("matrix_sha256")
+        return identity if written == _content_hash(target) else None
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+
+
+def write_identity(target, identity):
+    _identity_path(target).write_text(json.dumps({**identity, "matrix_sha256": _content_hash(target)}))

@@ -5,6 +5,8 @@ reported as a single line on stderr with exit status 2, never as a traceback. An
 bug in this tool and keeps its traceback.
 """
 
+import difflib
+
 MAX_LINE = 2000  # characters of an error line; a longer one (a huge value echoed back) is cut in the middle
 
 
@@ -52,6 +54,16 @@ class UserError(Exception):
 
     def __str__(self):
         return self.line()
+
+
+def suggest(word, candidates, *, n=1, cutoff=0.6, lead="did you mean", quote=True, end="?"):
+    """The tail of an error line naming what a mistyped ``word`` was probably meant to be, or "" when nothing is
+    close: ``"; did you mean 'epochs'?"`` by default; ``n`` names up to that many (comma-separated), ``cutoff`` is
+    difflib's similarity threshold, ``lead``/``quote``/``end`` shape the wording (e.g. ``"; nearest: a, b"``)."""
+    near = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=n, cutoff=cutoff)
+    if not near:
+        return ""
+    return f"; {lead} " + ", ".join(f"'{name}'" if quote else name for name in near) + end
 
 
 class Interrupted(KeyboardInterrupt):

@@ -15,16 +15,26 @@ from pathlib import Path
 from recbole.utils import init_logger, init_seed
 
 from .allocator import keep_freed_memory
-from .data import build_dataset, dataset_files_present, describe_eval_split, inter_files, prepare_data
+from .config_loading import ExperimentConfig, check_setting_names, load_yaml
+from .data import (
+    build_dataset,
+    dataset_files_present,
+    describe_eval_split,
+    inter_files,
+    prepare_data,
+    quiet_recbole_warnings,
+)
 from .device import describe_device
-from .embeddings import align_rows, embeddings_dir, random_matrix, read_profile_matrix, save_tensor, shuffle_rows
+from .embeddings import convert_profiles, embeddings_dir, random_matrix, save_tensor
 from .errors import Interrupted, UserError
 from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name, locked
+from .paths import PROJECT_ROOT
 from .profiles import ProfileSpec, ensure_profiles, mark_leaky, read_meta, refuse_unasked_leak
+from .registry import get_model_class
 from .settings import check_recbole_values, check_valid_metric, parse_settings
-from .tmanager import ScenarioRun, TrainManager, check_scenario, say
+from .steps import say
+from .tmanager import ScenarioRun, TrainManager, check_scenario
 from .trainer import check_checkpoint_dir
-from .utils import PROJECT_ROOT, ExperimentConfig, check_setting_names, get_model_class, load_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +177,7 @@ def prepare_llm_files(settings, config, data, record):
     notes = [build_when_needed(spec, config, data, folder) for spec in specs]
     for spec in llm.preprocess_from_json:
         refuse_unasked_leak(folder / spec["from"], spec["from"], specs)
-        notes.append(convert_profiles(spec, llm, data.dataset, folder, shuffle_seed(spec, config)))
+        notes.append(convert_one(spec, llm, data.dataset, folder, shuffle_seed(spec, config)))
     notes = [note for note in notes if note]
     if notes:
         record.set("profiles", "; ".join(notes))
@@ -195,28 +205,21 @@ def build_when_needed(spec, config, data, folder):
     return f"{spec.to}: {spec.label()} ({state})"
 
 
-def convert_profiles(spec, llm, dataset, folder, shuffle=None):
-    """One ``preprocess_from_json`` entry: the JSON's rows aligned with RecBole's ids (and, with ``shuffle``, given
-    to other users), skipped when the matrix is up to date. Returns the journal note of a shuffle, else None."""
+def convert_one(spec, llm, dataset, folder, shuffle=None):
+    """One ``preprocess_from_json`` entry (:func:`utils.embeddings.convert_profiles`), with ``shuffle`` the rows given
+    to other users. Returns the journal note of a shuffle, else None."""
     entity, by = spec.get("entity", "user"), spec.get("by", "recbole")
-    source, target = folder / spec["from"], folder / spec["to"]
     note = None if shuffle is None else f"{spec['to']}: {spec['from']} shuffled among {entity}s (seed {shuffle})"
     tokens = list(dataset.field2id_token[dataset.uid_field if entity == "user" else dataset.iid_field][1:])
     start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
-    made_from = conversion_identity(source, tokens, by, llm.missing_profiles, start_with_1, shuffle)
-    mark_leaky(target, (read_meta(source) or {}).get("history") == "all")
-    if target.is_file() and read_identity(target) == made_from:
+    mark_leaky(folder / spec["to"], (read_meta(folder / spec["from"]) or {}).get("history") == "all")
+    matrix = convert_profiles(folder / spec["from"], folder / spec["to"], tokens, by=by, missing=llm.missing_profiles,
+                              start_with_1=start_with_1, shuffle=shuffle)
+    if matrix is None:
         say(f"llm_config: {spec['to']} is up to date with {spec['from']} (same content, ids and alignment)")
         return note
-    ids, rows = read_profile_matrix(source)
-    matrix = align_rows(ids, rows, tokens, by=by, missing=llm.missing_profiles, source=str(source))
     if shuffle is not None:
-        matrix, _ = shuffle_rows(matrix, shuffle)
         say(f"llm_config: {spec['to']}: rows shuffled among {entity}s (seed {shuffle}): the shuffled control")
-    if not start_with_1:
-        matrix = _with_zero_row(matrix)
-    save_tensor(matrix, target)
-    write_identity(target, made_from)
     say(f"llm_config: {spec['from']} -> {spec['to']} {tuple(matrix.shape)} ({entity}s, by {by})")
     return note
 
@@ -227,50 +230,6 @@ def shuffle_seed(spec, config):
     if shuffle is False:
         return None
     return config["seed"] if shuffle is True else shuffle
-
-
-def conversion_identity(source, tokens, by, missing, start_with_1, shuffle=None):
-    """What a converted matrix depends on: the JSON's content (hashed, not its name or date), the dataset's ids in
-    RecBole's order, and the conversion settings."""
-    if not Path(source).is_file():
-        return None
-    ids = hashlib.sha256("\n".join(map(str, tokens)).encode()).hexdigest()
-    identity = {"json_sha256": _content_hash(source), "ids_sha256": ids, "by": by, "missing": missing,
-                "start_with_1": start_with_1}
-    return identity if shuffle is None else {**identity, "shuffle_seed": shuffle}
-
-
-def _identity_path(target):
-    return Path(target).with_name(f"{Path(target).name}.source.json")
-
-
-def _content_hash(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_identity(target):
-    """What the matrix ``target`` was made from, or None when unknown or when the file is no longer the matrix
-    that conversion wrote (its content is hashed: e.g. a ``reduce_dim`` wrote another matrix under that name)."""
-    try:
-        identity = json.loads(_identity_path(target).read_text(encoding="utf-8"))
-        written = identity.pop("matrix_sha256")
-        return identity if written == _content_hash(target) else None
-    except (OSError, ValueError, KeyError, AttributeError):
-        return None
-
-
-def write_identity(target, identity):
-    _identity_path(target).write_text(json.dumps({**identity, "matrix_sha256": _content_hash(target)}))
-
-
-def _with_zero_row(matrix):
-    import torch
-
-    return torch.vstack((torch.zeros(1, matrix.shape[1]), matrix))
 
 
 def describe_experiment(record, config, settings, dataset, checked):
@@ -341,8 +300,9 @@ def run_experiment(path, journal=None, overrides=None):
     path = Path(path)
     started = time.time()
     keep_freed_memory()  # else every training step page-faults its tensors back in (see utils/allocator.py)
+    quiet_recbole_warnings()
     record = JournalRecord(path, subdir_of(path))
-    checked, state, failure = None, {}, None
+    checked, state = None, {}
     try:
         checked = check_experiment(path, overrides)
         journal = journal or journal_for(path, checked.settings)
@@ -352,27 +312,37 @@ def run_experiment(path, journal=None, overrides=None):
         if checked.settings.add_train_split:
             record.declare_parts((0, 1))
         status = _run_checked(checked, record, state)
-        error = None
-    except UserError as exc:
-        failure = exc.locate(file=path)
-        status, error = "failed", exc.line()
-        raise
-    except KeyboardInterrupt as exc:
-        failure, status = exc, "interrupted"
-        error = f"interrupted ({exc})" if isinstance(exc, Interrupted) else "interrupted by the user (Ctrl-C)"
-        raise
     except BaseException as exc:
-        failure, status, error = exc, "failed", f"internal error: {type(exc).__name__}: {exc}"
+        if isinstance(exc, UserError):
+            exc.locate(file=path)
+        if not isinstance(exc, JournalError):  # a journal that cannot be used is not appended to
+            _journal_failure(path, journal, checked, state, record, exc)
         raise
-    finally:
-        if not isinstance(failure, JournalError):  # a journal that cannot be used is not appended to
-            _journal_outcome(path, journal, checked, state, record, status, error, failure)
+    _journal_outcome(path, journal, checked, state, record, status, None, None)
     for part in sorted(record.parts):
         result = record.part_value("best_test_res", part)
         if result:
             say(f"result: train_{part} test " + "  ".join(f"{k}={v:.4f}" for k, v in result.items()))
     say(f"journal: {journal.path} ({status}, {time.time() - started:.1f}s)")
     return status, record
+
+
+def _journal_failure(path, journal, checked, state, record, failure):
+    """Journal a failed or interrupted experiment. Whatever goes wrong while journaling, ``failure`` is what the
+    caller re-raises: the journal's trouble is added to its line (a UserError) or logged, never put in its place."""
+    if isinstance(failure, UserError):
+        status, error = "failed", failure.line()
+    elif isinstance(failure, KeyboardInterrupt):
+        status = "interrupted"
+        error = f"interrupted ({failure})" if isinstance(failure, Interrupted) else "interrupted by the user (Ctrl-C)"
+    else:
+        status, error = "failed", f"internal error: {type(failure).__name__}: {failure}"
+    try:
+        _journal_outcome(path, journal, checked, state, record, status, error, failure)
+    except Exception as exc:  # noqa: BLE001 - reported, and the experiment's own error goes on
+        logger.error("the failed experiment could not be journaled: %s: %s", type(exc).__name__, exc)
+        if isinstance(failure, UserError):
+            failure.message += f" (not journaled: {type(exc).__name__}: {exc})"
 
 
 def _journal_outcome(path, journal, checked, state, record, status, error, failure):

@@ -6,14 +6,13 @@ space-separated list of tokens, e.g. a title or genres). Ids become ``user_id`` 
 ``rating`` and the time ``timestamp`` (seconds), the names every ready scenario loads.
 """
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from .errors import UserError
+from .errors import UserError, suggest
 
 TYPES = ("token", "float", "token_seq")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -59,9 +58,7 @@ def need_columns(frame, columns, path, flag):
     """Fail in one line on the first column the table lacks, with the nearest existing name."""
     for column in columns:
         if column not in frame.columns:
-            near = difflib.get_close_matches(column, list(frame.columns), n=1)
-            guess = f"; did you mean '{near[0]}'?" if near else ""
-            raise UserError(f"{path}: no column '{column}' ({flag}){guess}",
+            raise UserError(f"{path}: no column '{column}' ({flag}){suggest(column, frame.columns)}",
                             f"its columns are: {', '.join(frame.columns)}")
 
 

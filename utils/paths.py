@@ -4,6 +4,8 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the repository: models/, experiments/, utils/
+
 
 def writable(path):
     """Whether ``path`` (a file or folder) may be written: the OS allows it and its owner-write bit is set (so a

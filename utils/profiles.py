@@ -24,8 +24,10 @@ import numpy as np
 import pandas as pd
 
 from .data import inter_files
-from .encoders import encode
+from .encoders import ENCODERS, encode
 from .errors import UserError
+from .llm_client import OPTIONS
+from .params import ANY, INT, MAPPING, Kind, Param, Schema, maybe, one_of
 
 logger = logging.getLogger(__name__)
 
@@ -311,6 +313,36 @@ def item_prompt(facts, fields):
 # --- building -----------------------------------------------------------------------------------------------------
 
 
+def _unknown_keys(where):
+    """How an unknown key of a ``build_profiles`` part reads."""
+    return {"unknown": f"{where}: unknown key(s) [{{key!r}}]{{suggestion}}", "unknown_hint": "known keys: {known}"}
+
+
+PROFILE_SPEC = Schema((
+    Param("to", Kind(lambda v: isinstance(v, str) and v.endswith(".json") and "/" not in v, "a .json file name"),
+          required=True, doc="the JSON written, in the dataset's embedding folder"),
+    Param("entity", one_of(*ENTITIES, words="user or item"), doc="whose profiles"),
+    Param("source", one_of(*SOURCES, words="template or llm"), doc="who writes the text"),
+    Param("encoder", Kind(lambda v: v in ENCODERS, "an encoder", f"use one of: {', '.join(ENCODERS)}",
+                          "{label} {value!r} is unknown"), doc="who turns the text into a vector"),
+    Param("dim", Kind(lambda v: INT.test(v) and v >= 1, "an integer of 1 or more", "the number of columns the tfidf "
+                      "encoder keeps, e.g. 256 (--dim on make_profiles.py)"), doc="tfidf only: columns"),
+    Param("fields", maybe(MAPPING), doc="which atomic-file fields carry text (ProfileFields)"),
+    Param("llm", Kind(lambda v: isinstance(v, dict), "a mapping", "e.g. llm: {base_url: ...}"),
+          doc="the endpoint's options (utils/llm_client.py OPTIONS)"),
+    Param("on_other_split", one_of("rebuild", "refuse", words="rebuild or refuse"),
+          doc="existing profiles of another split: rebuild them, or refuse to run"),
+    Param("history", Kind(lambda v: v in HISTORIES, "train or all", "train (the default) writes profiles from the "
+                          "training split only; all (leaky on purpose, for an audit) from every interaction, "
+                          "validation and test included"), doc="the interactions profiles are written from"),
+), label="build_profiles: {}", missing="llm_config.build_profiles needs {key}: <file>.json", missing_hint="",
+    not_mapping="llm_config.build_profiles must be a mapping, got {value!r}", none_is_unset=False,
+    **_unknown_keys("llm_config.build_profiles"))
+PROFILE_FIELDS = Schema(tuple(Param(name, ANY) for name in ProfileFields.__dataclass_fields__),
+                        **_unknown_keys("llm_config.build_profiles.fields"))
+LLM_OPTIONS = Schema(tuple(Param(name, ANY) for name in OPTIONS), **_unknown_keys("build_profiles.llm"))
+
+
 @dataclass
 class ProfileSpec:
     """What to build: ``build_profiles`` in llm_config, or make_profiles.py's flags."""
@@ -334,32 +366,9 @@ class ProfileSpec:
         return f"{self.source}+{self.encoder}" + (", leaky (history: all)" if self.leaky else "")
 
     def check(self):
-        if self.history not in HISTORIES:
-            raise UserError(f"build_profiles: history must be train or all, got {self.history!r}",
-                            "train (the default) writes profiles from the training split only; all (leaky on purpose, "
-                            "for an audit) from every interaction, validation and test included")
-        if self.entity not in ENTITIES:
-            raise UserError(f"build_profiles: entity must be user or item, got {self.entity!r}")
-        if self.source not in SOURCES:
-            raise UserError(f"build_profiles: source must be template or llm, got {self.source!r}")
-        from .encoders import ENCODERS
-
-        if self.encoder not in ENCODERS:
-            raise UserError(f"build_profiles: unknown encoder {self.encoder!r}", f"use one of: {', '.join(ENCODERS)}")
-        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
-            raise UserError(f"build_profiles: dim must be an integer of 1 or more, got {self.dim!r}",
-                            "the number of columns the tfidf encoder keeps, e.g. 256 (--dim on make_profiles.py)")
-        if self.on_other_split not in ("rebuild", "refuse"):
-            raise UserError(f"build_profiles: on_other_split must be rebuild or refuse, got {self.on_other_split!r}")
-        if not self.to.endswith(".json") or "/" in self.to:
-            raise UserError(f"build_profiles: to must be a .json file name, got {self.to!r}")
-        from .llm_client import OPTIONS
-
-        if not isinstance(self.llm, dict):
-            raise UserError(f"build_profiles: llm must be a mapping, got {self.llm!r}", "e.g. llm: {base_url: ...}")
-        unknown = sorted(set(self.llm) - set(OPTIONS))
-        if unknown:
-            raise UserError(f"build_profiles.llm: unknown key(s) {unknown}", f"known keys: {', '.join(OPTIONS)}")
+        """Check every setting (:data:`PROFILE_SPEC`, the ``llm`` options); returns ``self``."""
+        PROFILE_SPEC.check({name: getattr(self, name) for name in PROFILE_SPEC.names if name != "fields"})
+        LLM_OPTIONS.check(self.llm)
         if (self.source == "llm" or self.encoder == "openai") and not self.llm.get("base_url"):
             raise UserError("build_profiles: source llm / encoder openai need llm: {base_url: ...}",
                             "an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
@@ -367,20 +376,9 @@ class ProfileSpec:
 
     @classmethod
     def from_config(cls, raw):
-        if not isinstance(raw, dict):
-            raise UserError(f"llm_config.build_profiles must be a mapping, got {raw!r}")
-        raw = dict(raw)
-        known = set(cls.__dataclass_fields__)
-        unknown = set(raw) - known
-        if unknown:
-            raise UserError(f"llm_config.build_profiles: unknown key(s) {sorted(unknown)}",
-                            f"known keys: {', '.join(sorted(known))}")
-        if "to" not in raw:
-            raise UserError("llm_config.build_profiles needs to: <file>.json")
-        fields = raw.pop("fields", None) or {}
-        unknown = set(fields) - set(ProfileFields.__dataclass_fields__)
-        if unknown:
-            raise UserError(f"llm_config.build_profiles.fields: unknown key(s) {sorted(unknown)}")
+        """One ``build_profiles`` mapping of ``llm_config``, checked, as a spec."""
+        raw = PROFILE_SPEC.check(raw)
+        fields = PROFILE_FIELDS.check(raw.pop("fields", None) or {})
         return cls(fields=ProfileFields(**fields), **raw).check()
 
     def identity(self):

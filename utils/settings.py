@@ -5,45 +5,99 @@ goes to RecBole's ``Config`` unchanged.
 """
 
 import ast
-import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .embeddings import ALIGNMENTS
-from .errors import UserError
+from .errors import UserError, suggest
 from .journal import check_journal_name
+from .params import ANY, BOOL, INT, MAPPING, MAPPINGS, NUMBER, TEXT, Kind, Param, Schema, maybe, one_of
 from .paths import inside_name
 
-DISTIL_KEYS = (
-    "logger_level",
-    "journal_name",
-    "distil_loss_weight",
-    "add_train_split",
-    "add_train_shuffle",
-    "llm_config",
-    "scenario",
-    "cold_start",
-)
 MAX_RANDOM_WIDTH = 65536  # columns of a random debugging matrix (a larger one only exhausts memory)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+def _ratios(value):
+    return isinstance(value, list) and len(value) >= 2 and all(NUMBER.test(r) and 0 < r < float("inf") for r in value)
+
+
+ALPHA = Kind(lambda v: NUMBER.test(v) and 0.0 <= v <= 1.0, "a number in [0, 1]",
+             "total loss = (1 - w) * model loss + w * distillation loss")
+# The top level's own keys; every other key is a RecBole setting (open_), checked by check_recbole_values.
+SETTINGS = Schema((
+    Param("logger_level", Kind(lambda v: isinstance(v, str) and v.upper() in LOG_LEVELS,
+                               f"one of {', '.join(LOG_LEVELS)}"), default="INFO", doc="RecBole's logging level"),
+    Param("journal_name", ANY, default="journal.csv", doc="the journal, a .csv next to the file"),
+    Param("distil_loss_weight", ALPHA, default=0.5, doc="w in (1 - w) * model loss + w * distillation loss"),
+    Param("add_train_split", maybe(Kind(_ratios, "a list of two or more positive ratios", "e.g. add_train_split: "
+                                                                                          "[0.5, 0.5]")),
+          doc="split the training set into parts 0, 1, ... (the whole set comes last)"),
+    Param("add_train_shuffle", BOOL, default=False, doc="shuffle before that split"),
+    Param("llm_config", ANY, doc="profiles: where, how they are made and loaded (LLM_CONFIG)"),
+    Param("scenario", ANY, doc="the steps (utils/tmanager.py COMMANDS)"),
+    Param("cold_start", ANY, doc="cut chosen users' training history to k interactions (COLD_START)"),
+), label="{}", open_=True, none_is_unset=False)
+DISTIL_KEYS = tuple(SETTINGS.names)
+
+
+def _schema(where, params):
+    """A part of the experiment file's own settings: errors name ``where`` and the key, e.g. llm_config.use_user_emb."""
+    return Schema(params, label=f"{where}.{{}}", unknown=f"unknown key '{{key}}' in {where}{{suggestion}}",
+                  unknown_hint="known keys: {known}", not_mapping=f"{where} must be a mapping, got {{value!r}}",
+                  missing=f"missing key '{{key}}' in {where}",
+                  none_is_unset=False)
+
+
+LLM_CONFIG = _schema("llm_config", (
+    Param("embeddings_path", TEXT, default="datasets/llm_embeddings", doc="profile files: <this>/<dataset>/"),
+    Param("default_users_emb_file", maybe(TEXT), doc="wrap_model's users_emb_file when it names none"),
+    Param("default_items_emb_file", maybe(TEXT), doc="wrap_model's items_emb_file when it names none"),
+    Param("preprocess_from_json", maybe(MAPPINGS), doc="JSON profiles -> matrices in RecBole's id order"),
+    Param("preprocess_random", maybe(MAPPING), doc="random matrices instead of profiles (debugging)"),
+    Param("build_profiles", maybe(MAPPINGS), doc="profiles written from the split (utils/profiles.py)"),
+    Param("use_user_emb", BOOL, default=True, doc="load user profiles in wrap_model"),
+    Param("use_item_emb", BOOL, default=False, doc="load item profiles in wrap_model"),
+    Param("users_start_with_1", BOOL, default=True, doc="the user file holds real users only (row 0 is added)"),
+    Param("items_start_with_1", BOOL, default=True, doc="the item file holds real items only (row 0 is added)"),
+    Param("missing_profiles", one_of("error", "zero", words="'error' or 'zero'"), default="error",
+          doc="a dataset id without a profile: refuse, or a row of zeros"),
+))
+PREPROCESS_FROM_JSON = _schema("llm_config.preprocess_from_json", (
+    Param("from", TEXT, required=True, doc="the JSON profiles, in the dataset's embedding folder"),
+    Param("to", TEXT, required=True, doc="the matrix written, in the same folder"),
+    Param("by", Kind(lambda v: v in ALIGNMENTS, "an alignment", f"use one of: {', '.join(ALIGNMENTS)}",
+                     "{label}: unknown alignment {value!r}"), default="recbole", doc="how JSON ids meet RecBole's ids"),
+    Param("entity", one_of("user", "item", words="user or item"), default="user", doc="whose profiles"),
+    Param("shuffle", Kind(lambda v: isinstance(v, bool) or INT.test(v) and 0 <= v < 2**32,
+                          "true, false or a seed (an integer of 0 or more)", "true gives each user another user's "
+                          "profile (the shuffled control), seeded by the experiment's seed"),
+          default=False, doc="the shuffled control: rows given to other users (true: seeded by seed)"),
+))
+PREPROCESS_RANDOM = _schema("llm_config.preprocess_random", (
+    Param("random", BOOL, default=False, doc="write random matrices"),
+    Param("embedding_size", maybe(INT), doc=f"their columns, 1 to {MAX_RANDOM_WIDTH}"),
+    Param("random_users_emb_file", maybe(TEXT), doc="the user matrix's file name"),
+    Param("random_items_emb_file", maybe(TEXT), doc="the item matrix's file name"),
+))
+
+
 @dataclass
 class LLMConfig:
-    """``llm_config``: where the profile matrices are and how they are made and loaded."""
+    """``llm_config``: where the profile matrices are and how they are made and loaded (:data:`LLM_CONFIG`)."""
 
-    embeddings_path: str = "datasets/llm_embeddings"
-    default_users_emb_file: str | None = None
-    default_items_emb_file: str | None = None
-    preprocess_from_json: list | None = None  # a mapping, or a list of them (e.g. users and items)
-    preprocess_random: dict | None = None
-    build_profiles: list | None = None  # a mapping, or a list of them
-    use_user_emb: bool = True
-    use_item_emb: bool = False
-    users_start_with_1: bool = True
-    items_start_with_1: bool = True
-    missing_profiles: str = "error"
+    embeddings_path: str
+    default_users_emb_file: str | None
+    default_items_emb_file: str | None
+    preprocess_from_json: list  # of mappings (e.g. users and items)
+    preprocess_random: dict | None
+    build_profiles: list  # of mappings
+    use_user_emb: bool
+    use_item_emb: bool
+    users_start_with_1: bool
+    items_start_with_1: bool
+    missing_profiles: str
 
 
 @dataclass
@@ -57,118 +111,54 @@ class Step:
 
 @dataclass
 class Settings:
-    logger_level: str = "INFO"
-    journal_name: str = "journal.csv"
-    distil_loss_weight: float = 0.5
-    add_train_split: list | None = None
-    add_train_shuffle: bool = False
-    llm_config: LLMConfig = field(default_factory=LLMConfig)
-    scenario: list = field(default_factory=list)
+    """The experiment file's own part, checked (:data:`SETTINGS`)."""
+
+    logger_level: str
+    journal_name: str
+    distil_loss_weight: float
+    add_train_split: list | None
+    add_train_shuffle: bool
+    llm_config: LLMConfig
+    scenario: list  # of Step
     cold_start: dict | None = None  # {users: fraction or [raw ids], k: N, seed: S}: see check_cold_start
 
 
-def _unknown_key(key, known, where):
-    near = difflib.get_close_matches(str(key), list(known), n=1)
-    return UserError(
-        f"unknown key '{key}' in {where}" + (f"; did you mean '{near[0]}'?" if near else ""),
-        f"known keys: {', '.join(known)}",
-    )
-
-
-def _need_bool(value, name):
-    if not isinstance(value, bool):
-        raise UserError(f"{name} must be true or false, got {value!r}")
-    return value
-
-
-def _need_str(value, name):
-    if not isinstance(value, str) or not value:
-        raise UserError(f"{name} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _need_mapping(value, name):
-    if not isinstance(value, dict):
-        raise UserError(f"{name} must be a mapping, got {value!r}")
-    return value
-
-
-def _listed(value, name):
-    """A mapping or a list of mappings, as a list ([] for None)."""
-    if value is None:
-        return []
-    if isinstance(value, dict):
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        return value
-    raise UserError(f"{name} must be a mapping or a list of mappings, got {value!r}")
+def _listed(value):
+    """A mapping or a list of mappings (checked by the schema), as a list ([] for None)."""
+    return [] if value is None else [value] if isinstance(value, dict) else value
 
 
 def parse_llm_config(raw):
-    if raw is None:
-        return LLMConfig()
-    _need_mapping(raw, "llm_config")
-    known = list(LLMConfig.__dataclass_fields__)
-    for key in raw:
-        if key not in known:
-            raise _unknown_key(key, known, "llm_config")
-    cfg = LLMConfig(**raw)
-    _need_str(cfg.embeddings_path, "llm_config.embeddings_path")
-    for name in ("use_user_emb", "use_item_emb", "users_start_with_1", "items_start_with_1"):
-        _need_bool(getattr(cfg, name), f"llm_config.{name}")
+    """``llm_config`` checked against :data:`LLM_CONFIG` and its parts, as an :class:`LLMConfig`."""
+    cfg = LLMConfig(**LLM_CONFIG.filled(LLM_CONFIG.check({} if raw is None else raw)))
     for name in ("default_users_emb_file", "default_items_emb_file"):
         if getattr(cfg, name) is not None:
-            inside_name(_need_str(getattr(cfg, name), f"llm_config.{name}"), f"llm_config.{name}")
-    if cfg.missing_profiles not in ("error", "zero"):
-        raise UserError(f"llm_config.missing_profiles must be 'error' or 'zero', got {cfg.missing_profiles!r}")
-    cfg.preprocess_from_json = _listed(cfg.preprocess_from_json, "llm_config.preprocess_from_json")
-    cfg.build_profiles = _listed(cfg.build_profiles, "llm_config.build_profiles")
+            inside_name(getattr(cfg, name), f"llm_config.{name}")
+    cfg.preprocess_from_json = _listed(cfg.preprocess_from_json)
+    cfg.build_profiles = _listed(cfg.build_profiles)
     for spec in cfg.preprocess_from_json:
-        spec = _need_mapping(spec, "llm_config.preprocess_from_json")
-        known = ("from", "to", "by", "entity", "shuffle")
-        for key in spec:
-            if key not in known:
-                raise _unknown_key(key, known, "llm_config.preprocess_from_json")
-        _check_shuffle(spec.get("shuffle", False))
+        PREPROCESS_FROM_JSON.check(spec)
         for key in ("from", "to"):
-            inside_name(_need_str(spec.get(key), f"llm_config.preprocess_from_json.{key}"),
-                        f"llm_config.preprocess_from_json.{key}")
-        by = spec.get("by", "recbole")
-        if by not in ALIGNMENTS:
-            raise UserError(f"llm_config.preprocess_from_json.by: unknown alignment '{by}'",
-                            f"use one of: {', '.join(ALIGNMENTS)}")
-        if spec.get("entity", "user") not in ("user", "item"):
-            raise UserError(f"llm_config.preprocess_from_json.entity must be user or item, got {spec['entity']!r}")
+            inside_name(spec[key], f"llm_config.preprocess_from_json.{key}")
     if cfg.build_profiles:
         from .profiles import ProfileSpec
 
         for spec in cfg.build_profiles:
             ProfileSpec.from_config(spec)
     if cfg.preprocess_random is not None:
-        spec = _need_mapping(cfg.preprocess_random, "llm_config.preprocess_random")
-        known = ("random", "embedding_size", "random_users_emb_file", "random_items_emb_file")
-        for key in spec:
-            if key not in known:
-                raise _unknown_key(key, known, "llm_config.preprocess_random")
-        for key in ("random_users_emb_file", "random_items_emb_file"):
-            if spec.get(key) is not None:
-                inside_name(spec[key], f"llm_config.preprocess_random.{key}")
-        if _need_bool(spec.get("random", False), "llm_config.preprocess_random.random"):
-            size = spec.get("embedding_size")
-            if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_RANDOM_WIDTH:
-                raise UserError(f"llm_config.preprocess_random.embedding_size must be an integer from 1 to "
-                                f"{MAX_RANDOM_WIDTH}, got {size!r}", "text encoders write a few hundred to a few "
-                                "thousand columns")
+        _check_random(PREPROCESS_RANDOM.check(cfg.preprocess_random))
     return cfg
 
 
-def _check_shuffle(value):
-    """``preprocess_from_json.shuffle``: false, true (seeded by the experiment's seed) or a seed of its own."""
-    if isinstance(value, bool) or (isinstance(value, int) and 0 <= value < 2**32):
-        return value
-    raise UserError(f"llm_config.preprocess_from_json.shuffle must be true, false or a seed (an integer of 0 or "
-                    f"more), got {value!r}", "true gives each user another user's profile (the shuffled control), "
-                    "seeded by the experiment's seed")
+def _check_random(spec):
+    for key in ("random_users_emb_file", "random_items_emb_file"):
+        if spec.get(key) is not None:
+            inside_name(spec[key], f"llm_config.preprocess_random.{key}")
+    size = spec.get("embedding_size")
+    if spec.get("random", False) and (not INT.test(size) or not 1 <= size <= MAX_RANDOM_WIDTH):
+        raise UserError(f"llm_config.preprocess_random.embedding_size must be an integer from 1 to "
+                        f"{MAX_RANDOM_WIDTH}, got {size!r}", "text encoders write a few hundred to a few "
+                        "thousand columns")
 
 
 def _params(value):
@@ -234,39 +224,48 @@ def parse_settings(raw):
 
     String literals of the RecBole part are converted as RecBole would (:func:`convert_literals`)."""
     recbole = convert_literals({k: v for k, v in raw.items() if k not in DISTIL_KEYS})
+    llm_config, scenario = parse_llm_config(raw.get("llm_config")), parse_steps(raw.get("scenario"))
+    ours = SETTINGS.filled(SETTINGS.check({key: raw[key] for key in DISTIL_KEYS if key in raw}))
+    split = ours["add_train_split"]
     settings = Settings(
-        llm_config=parse_llm_config(raw.get("llm_config")),
-        scenario=parse_steps(raw.get("scenario")),
+        logger_level=ours["logger_level"].upper(),
+        journal_name=check_journal_name(ours["journal_name"]),
+        distil_loss_weight=float(ours["distil_loss_weight"]),
+        add_train_split=None if split is None else [float(r) for r in split],
+        add_train_shuffle=ours["add_train_shuffle"],
+        llm_config=llm_config,
+        scenario=scenario,
+        cold_start=check_cold_start(ours["cold_start"]),
     )
-    level = raw.get("logger_level", settings.logger_level)
-    if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
-        raise UserError(f"logger_level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
-    settings.logger_level = level.upper()
-    settings.journal_name = check_journal_name(raw.get("journal_name", settings.journal_name))
-    settings.distil_loss_weight = check_alpha(raw.get("distil_loss_weight", settings.distil_loss_weight))
-    split = raw.get("add_train_split")
-    if split is not None:
-        if (
-            not isinstance(split, list)
-            or len(split) < 2
-            or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r < float("inf") for r in split)
-        ):
-            raise UserError(f"add_train_split must be a list of two or more positive ratios, got {split!r}",
-                            "e.g. add_train_split: [0.5, 0.5]")
-        settings.add_train_split = [float(r) for r in split]
-    settings.add_train_shuffle = _need_bool(raw.get("add_train_shuffle", False), "add_train_shuffle")
-    settings.cold_start = check_cold_start(raw.get("cold_start"))
     return settings, recbole
 
 
-COLD_START_KEYS = ("users", "items", "k", "seed")
 COLD_START_HINT = ("e.g. cold_start: {users: 0.2, k: 5, seed: 1} (a fraction of the users, or a list of raw user "
                    "ids; items: ... for item-side cold start)")
 
 
+def _ids(value):
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value)
+    return NUMBER.test(value) and 0 < value <= 1
+
+
+COLD_START = _schema("cold_start", (
+    Param("users", Kind(_ids, "a fraction in (0, 1] or a non-empty list of user ids", COLD_START_HINT),
+          doc="which users: a fraction of them (drawn by seed) or their raw ids"),
+    Param("items", Kind(_ids, "a fraction in (0, 1] or a non-empty list of item ids", COLD_START_HINT),
+          doc="or which items (item-side cold start)"),
+    Param("k", Kind(lambda v: INT.test(v) and v >= 1, "an integer of 1 or more", "the training interactions each "
+                    "chosen user (item) keeps, e.g. 2, 5 or 10"), required=True,
+          doc="interactions each chosen user (item) keeps"),
+    Param("seed", Kind(lambda v: INT.test(v) and 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
+          doc="fixes the users (items) and the interactions kept (default: the experiment's seed)"),
+))
+
+
 def check_cold_start(value):
-    """``cold_start``: which users' (or items') training history is cut to ``k`` interactions, validation and test
-    untouched.
+    """``cold_start`` (:data:`COLD_START`): which users' (or items') training history is cut to ``k`` interactions,
+    validation and test untouched.
 
     Returns:
         None, or {users or items: a fraction in (0, 1] or a list of raw ids as strings, k: int >= 1, seed: int
@@ -274,47 +273,23 @@ def check_cold_start(value):
     """
     if value is None:
         return None
-    _need_mapping(value, "cold_start")
-    for key in value:
-        if key not in COLD_START_KEYS:
-            raise _unknown_key(key, COLD_START_KEYS, "cold_start")
-    if "k" not in value:
-        raise UserError("cold_start needs k", COLD_START_HINT)
+    value = COLD_START.check(value)
     entities = [key for key in ("users", "items") if key in value]
     if len(entities) != 1:
         raise UserError(f"cold_start takes users or items (one of them), got {value!r}", COLD_START_HINT)
-    entity, k = entities[0], value["k"]
-    out = {entity: _cold_ids(value[entity], entity)}
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise UserError(f"cold_start.k must be an integer of 1 or more, got {k!r}",
-                        f"the training interactions each chosen {entity[:-1]} keeps, e.g. 2, 5 or 10")
-    out["k"] = k
-    if "seed" in value:
-        _seed(value["seed"], "cold_start.seed")
-        out["seed"] = value["seed"]
-    return out
-
-
-def _cold_ids(value, entity):
-    """``cold_start.users`` / ``.items``: a fraction in (0, 1], or a non-empty list of raw ids (as strings)."""
-    if isinstance(value, list) and value and all(isinstance(v, (str, int)) and not isinstance(v, bool)
-                                                 for v in value):
-        ids = [str(v) for v in value]
-        if len(set(ids)) != len(ids):
+    entity = entities[0]
+    if isinstance(value[entity], list):
+        value[entity] = [str(v) for v in value[entity]]
+        if len(set(value[entity])) != len(value[entity]):
             raise UserError(f"cold_start.{entity} lists a{'n' if entity == 'items' else ''} {entity[:-1]} twice: "
-                            f"{ids!r}", COLD_START_HINT)
-        return ids
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise UserError(f"cold_start.{entity} must be a fraction in (0, 1] or a non-empty list of {entity[:-1]} ids, "
-                        f"got {value!r}", COLD_START_HINT)
+                            f"{value[entity]!r}", COLD_START_HINT)
     return value
 
 
 def check_alpha(value):
-    """``distil_loss_weight`` must be a number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise UserError(f"distil_loss_weight must be a number in [0, 1], got {value!r}",
-                        "total loss = (1 - w) * model loss + w * distillation loss")
+    """``distil_loss_weight`` (in a ``set_config`` step) must be a number in [0, 1]."""
+    if not ALPHA.test(value):
+        raise ALPHA.error("distil_loss_weight", value)
     return float(value)
 
 
@@ -365,9 +340,7 @@ def check_metrics(value, name="metrics"):
                         "e.g. [Recall, NDCG, Hit] or [AUC, LogLoss]")
     for metric in names:
         if metric.lower() not in metric_types:
-            near = difflib.get_close_matches(metric.lower(), list(metric_types), n=1)
-            raise UserError(f"{name}: RecBole has no metric {metric!r}" + (f"; did you mean '{near[0]}'?" if near
-                                                                           else ""),
+            raise UserError(f"{name}: RecBole has no metric {metric!r}" + suggest(metric.lower(), metric_types),
                             f"metrics: {', '.join(sorted(metric_types))}")
     if len({metric_types[m.lower()] for m in names}) > 1:
         raise UserError(f"{name}: ranking and value metrics cannot be evaluated together, got {value!r}",

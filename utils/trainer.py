@@ -14,13 +14,12 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
 import torch
-from recbole.evaluator.metrics import NDCG, Hit, Recall
 from recbole.utils import get_local_time, get_trainer, set_color
 
 from .embeddings import torch_load_reason
 from .errors import UserError
+from .evaluation import StructKeepingEvaluator, per_user_metrics
 from .paths import nearest_existing, writable
 
 logger = logging.getLogger(__name__)
@@ -57,9 +56,11 @@ class SafeCheckpointMixin:
     the trainer calls it as RecBole's ``loss_func`` and asks it for the epoch's parts, nothing else."""
 
     history = None  # list of per-epoch dicts, created by fit
-    collect_per_user = False  # set by test_eval: keep each user's metrics of the next evaluate
-    last_per_user = None
     distiller = None  # utils.wrapper.Distiller given to build_trainer: the training loss and its parts
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.evaluator = StructKeepingEvaluator(config)  # keeps what per-user metrics are computed from
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self.history = []
@@ -182,49 +183,22 @@ class SafeCheckpointMixin:
             checkpoint_file = model_file or self.saved_model_file
             self.load_weights(checkpoint_file)
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
-        if not self.collect_per_user:
-            return super().evaluate(eval_data, load_best_model=False, model_file=None, show_progress=show_progress)
-        captured, evaluator = {}, self.evaluator.evaluate
+        return super().evaluate(eval_data, load_best_model=False, model_file=None, show_progress=show_progress)
 
-        def keep_struct(struct):
-            captured["struct"] = struct
-            return evaluator(struct)
+    def evaluate_per_user(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        """:meth:`evaluate`, and each evaluated user's metrics (see :func:`utils.evaluation.per_user_metrics`).
 
-        self.evaluator.evaluate = keep_struct
+        Returns:
+            (result, per_user): per_user is None when the evaluation ranks nothing (value metrics).
+        """
         self._eval_users = []
         try:
-            result = super().evaluate(eval_data, load_best_model=False, model_file=None, show_progress=show_progress)
+            result = self.evaluate(eval_data, load_best_model=load_best_model, model_file=model_file,
+                                   show_progress=show_progress)
         finally:
-            del self.evaluator.evaluate
             users, self._eval_users = self._eval_users, None
-        self.last_per_user = per_user_metrics(self.config, captured.get("struct"), users)
-        return result
-
-
-def per_user_metrics(config, struct, users):
-    """Each evaluated user's NDCG, Hit and Recall at the first ``topk`` (None for value-based evaluation).
-
-    Returns:
-        dict: ``{'user': internal ids, 'ndcg@K': [...], 'hit@K': [...], 'recall@K': [...]}``.
-    """
-    if struct is None or "rec.topk" not in struct or not users:
-        return None
-    k = config["topk"][0] if isinstance(config["topk"], list) else config["topk"]
-    users = torch.cat(users).numpy()
-    out = {"user": users.tolist()}
-    pos_index, pos_len = NDCG(config).used_info(struct)
-    per_metric = {
-        "ndcg": NDCG(config).metric_info(pos_index, pos_len),
-        "hit": Hit(config).metric_info(pos_index),
-        "recall": Recall(config).metric_info(pos_index, pos_len),
-    }
-    for name, matrix in per_metric.items():
-        values = matrix[:, k - 1]
-        out[f"{name}@{k}"] = np.round(values.astype(float), 5).tolist()
-    if len(users) != len(out[f"ndcg@{k}"]):
-        logger.warning("per-user metrics: %d users for %d rows; left out", len(users), len(out[f"ndcg@{k}"]))
-        return None
-    return out
+        struct, self.evaluator.last_struct = self.evaluator.last_struct, None
+        return result, per_user_metrics(self.config, struct, users)
 
 
 _SAFE_CLASSES = {}

@@ -11,7 +11,6 @@ asks it for the epoch's loss parts. The trainer itself holds the plain model: ch
 prediction never go through the distiller, and hooks capture only inside its training loss.
 """
 
-import difflib
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import UserError
+from .errors import UserError, suggest
 
 
 @dataclass(frozen=True)
@@ -98,10 +97,9 @@ def resolve_layers(model, refs, *, allow_all=False):
         elif ref in by_path:
             resolved.append(by_path[ref])
         else:
-            near = difflib.get_close_matches(ref, list(by_path), n=3)
             raise UserError(
                 f"no module at path '{ref}' in {type(model).__name__}"
-                + (f"; nearest: {', '.join(near)}" if near else ""),
+                + suggest(ref, by_path, n=3, lead="nearest", quote=False, end=""),
                 "run the 'info' command with params 1 to see the layers",
             )
     return resolved

@@ -1,34 +1,17 @@
-"""Model and loss lookup, reading experiment files, RecBole's Config without its command-line and eval() habits.
+"""Reading experiment files and building RecBole's Config from them, without RecBole's command-line and eval() habits.
 
-Models are found by name: ``models/<name lower>.py`` first (custom models), then RecBole. Losses are found by the
-name they are registered under (``models.losses.register_loss``) in ``models/losses.py`` and in
-``models/<model name lower>.py``. Nothing is ever imported from a path named in a config: only the project's
-``models`` package and RecBole are searched.
+``load_yaml`` is PyYAML's safe loading with limits (duplicate keys, depth, alias expansion) and one-line errors;
+``ExperimentConfig`` is RecBole's ``Config`` that neither reads ``sys.argv`` nor ``eval()``s values;
+``check_setting_names`` refuses a RecBole setting one typo away from a real one.
 """
 
-import difflib
-import importlib
-import importlib.util
-import pkgutil
-import re
 from pathlib import Path
 
 import yaml
 from recbole.config import Config
 
 from .device import choose_device
-from .errors import UserError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = PROJECT_ROOT / "models"
-RECBOLE_MODEL_PACKAGES = (
-    "general_recommender",
-    "context_aware_recommender",
-    "sequential_recommender",
-    "knowledge_aware_recommender",
-)
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
+from .errors import UserError, suggest
 
 # --- experiment files ---------------------------------------------------------------------------------------------
 
@@ -212,97 +195,9 @@ def check_setting_names(recbole_settings, model_class):
     for key in recbole_settings:
         if key in known:
             continue
-        near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.8)
+        near = suggest(key, known, cutoff=0.8)
         if near:
             raise UserError(
-                f"'{key}' is not a RecBole setting; did you mean '{near[0]}'?",
+                f"'{key}' is not a RecBole setting{near}",
                 "RecBole would silently ignore it; a setting of a custom model belongs in its extra_config_keys",
             )
-
-
-# --- models and losses --------------------------------------------------------------------------------------------
-
-
-def _custom_module(name):
-    """``models.<name lower>`` if that file exists in the project (never anything outside it)."""
-    module_name = name.lower()
-    if not _IDENTIFIER.match(module_name) or module_name.startswith("_") or module_name == "losses":
-        return None
-    if not (MODELS_DIR / f"{module_name}.py").is_file():
-        return None
-    return importlib.import_module(f"models.{module_name}")
-
-
-def _recbole_module_names():
-    names = {}
-    for package in RECBOLE_MODEL_PACKAGES:
-        spec = importlib.util.find_spec(f"recbole.model.{package}")
-        for info in pkgutil.iter_modules(spec.submodule_search_locations):
-            names[info.name] = f"recbole.model.{package}.{info.name}"
-    return names
-
-
-def _class_named(module, name):
-    """The class in ``module`` whose name is ``name``, ignoring case (RecBole files are lower-case names)."""
-    for attr, value in vars(module).items():
-        if isinstance(value, type) and attr.lower() == name.lower() and value.__module__ == module.__name__:
-            return value
-    return None
-
-
-def available_models():
-    """Names of the custom models in ``models/`` and of RecBole's models (lower-case file names)."""
-    custom = sorted(p.stem for p in MODELS_DIR.glob("*.py") if p.stem != "losses" and not p.stem.startswith("_"))
-    return custom + sorted(_recbole_module_names())
-
-
-def get_model_class(name):
-    """The model class for ``name``: ``models/<name lower>.py`` first, then RecBole.
-
-    Raises:
-        UserError: no such model, with the closest names.
-    """
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
-        raise UserError(f"model {name!r} is not a model name", "set model: to a RecBole or models/ class name")
-    module = _custom_module(name)
-    if module is not None:
-        cls = getattr(module, name, None) or _class_named(module, name)
-        if cls is None:
-            raise UserError(f"models/{name.lower()}.py defines no class named {name}")
-        return cls
-    recbole_modules = _recbole_module_names()
-    if name.lower() in recbole_modules:
-        cls = _class_named(importlib.import_module(recbole_modules[name.lower()]), name)
-        if cls is not None:
-            return cls
-    near = difflib.get_close_matches(name.lower(), available_models(), n=3, cutoff=0.6)
-    raise UserError(
-        f"unknown model '{name}'" + (f"; did you mean {', '.join(near)}?" if near else ""),
-        "models are RecBole's (e.g. NeuMF, SimpleX, LightGCN, SASRec) or classes in models/<name lower>.py",
-    )
-
-
-def _loss_modules(model_name):
-    """The modules whose registered losses serve ``model_name``: ``models.losses`` and the model's own file."""
-    import models.losses
-
-    module = _custom_module(model_name) if model_name else None  # importing it registers its losses
-    return (models.losses.__name__,) + ((module.__name__,) if module is not None else ())
-
-
-def available_losses(model_name=None):
-    """Names of the registered losses of ``models/losses.py`` (and of the model's own file); no aliases."""
-    from models.losses import registered_losses
-
-    return registered_losses(_loss_modules(model_name))
-
-
-def get_loss_class(name, model_name=None):
-    """The loss class registered as ``name`` (or an alias) in ``models/losses.py`` or ``models/<model lower>.py``.
-
-    Raises:
-        UserError: no such loss, in one line with a suggestion and the available ones.
-    """
-    from models.losses import find_loss
-
-    return find_loss(name, _loss_modules(model_name))
