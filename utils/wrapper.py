@@ -99,7 +99,7 @@ def resolve_layers(model, refs, *, allow_all=False):
         else:
             raise UserError(
                 f"no module at path '{ref}' in {type(model).__name__}"
-                + suggest(ref, by_path, n=3, lead="nearest", quote=False, end=""),
+                + suggest(ref, by_path, n=3, lead="nearest:", quote=False, end=""),
                 "run the 'info' command with params 1 to see the layers",
             )
     return resolved
