@@ -33,6 +33,7 @@ machine) and for wall time.
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -332,6 +333,31 @@ def run_size(size, workdir):
                                                               / 1024)}), flush=True)
 
 
+def umap_gain(rows, out):
+    """UMAP 64 -> 16 on ``rows`` clustered rows, fitted on all of them and on UMAP_FIT_ROWS of them: CPU and wall
+    seconds, peak RSS of each (each in this process, after UMAP's compilation); appended to umap_gain.json."""
+    import torch
+    import umap  # noqa: F401  (compiles with numba: not counted)
+
+    import utils.embeddings as embeddings
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(50, 64, generator=generator) * 3
+    matrix = centres[torch.randint(0, 50, (rows,), generator=generator)] + torch.randn(rows, 64, generator=generator)
+    meter, entries = Meter(rows), []
+    for fit_rows in (rows, embeddings.UMAP_FIT_ROWS):
+        embeddings.UMAP_FIT_ROWS = fit_rows
+        started, cpu = time.perf_counter(), cpu_seconds()
+        meter.peak = rss_mb()
+        _, method = embeddings.reduce_matrix(matrix, WIDTH, "umap")
+        entries.append({"rows": rows, "method": method, "seconds": round(time.perf_counter() - started, 1),
+                        "cpu_s": round(cpu_seconds() - cpu, 1), "peak_mb": round(max(meter.peak, rss_mb()))})
+        print(json.dumps(entries[-1]), flush=True)
+    meter.running = False
+    path = out / "umap_gain.json"
+    (path).write_text(json.dumps((json.loads(path.read_text()) if path.is_file() else []) + entries, indent=1))
+
+
 # --- collecting and reporting -------------------------------------------------------------------------------------
 
 
@@ -374,8 +400,8 @@ def table(results):
     sizes = sorted(int(s) for s in results)
     for size in sizes:
         for line in results[str(size)]["lines"]:
-            if "step" in line:
-                steps.setdefault(line["step"], {})[size] = line
+            if "step" in line:  # the journal's steps name its rows: size / 100 at every size
+                steps.setdefault(re.sub(r"\(\d+ rows\)", "(size/100 rows)", line["step"]), {})[size] = line
             elif "users" in line:
                 shapes[size] = line
     return steps, sizes, shapes
@@ -424,17 +450,18 @@ def plot(steps, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(11, 7))
-    for step, points in steps.items():
+    figure, axis = plt.subplots(figsize=(13, 7))
+    for number, (step, points) in enumerate(steps.items()):
         sizes = sorted(points)
         label = f"{step} ({_slope(exponent(points, 'cpu_s'))})"
-        axis.plot(sizes, [max(points[s]["cpu_s"], 1e-3) for s in sizes], marker="o", label=label)
+        axis.plot(sizes, [max(points[s]["cpu_s"], 1e-3) for s in sizes], marker="os^"[number // 10],
+                  linestyle=["-", "--", ":"][number // 10], label=label)
     axis.set_xscale("log")
     axis.set_yscale("log")
     axis.set_xlabel("interactions")
     axis.set_ylabel("CPU seconds (process and children, all threads)")
     axis.set_title("CPU cost per step vs dataset size (fitted log-log exponent in brackets)")
-    axis.legend(fontsize=7, loc="upper left")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     axis.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -446,6 +473,8 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "scale"), help="results folder")
     parser.add_argument("--report", action="store_true", help="only write the table and plot from results.json")
     parser.add_argument("--budget", type=int, default=6 * 3600, help="seconds a size may take before it is stopped")
+    parser.add_argument("--umap-gain", type=int, metavar="ROWS",
+                        help="only compare UMAP fitted on all ROWS rows with UMAP fitted on a sample")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -454,6 +483,9 @@ def main():
         return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.umap_gain:
+        umap_gain(args.umap_gain, out)
+        return 0
     code = 0
     for size in args.sizes:
         code = measure(size, out, out / "scale.log", args.budget) or code
