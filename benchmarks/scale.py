@@ -428,9 +428,9 @@ def write_report(out):
     for step, points in steps.items():
         cells = [f"{points[s]['seconds']:.3g} / {points[s]['cpu_s']:.3g} / {points[s]['peak_mb']}" if s in points
                  else "-" for s in sizes]
-        notes = sorted({points[s]["note"] for s in points if points[s]["note"]})
+        notes = sorted({re.sub(r" of \d+ ", " of all ", points[s]["note"]) for s in points if points[s]["note"]})
         lines.append(f"| {step} | " + " | ".join(cells) + f" | {_slope(exponent(points, 'cpu_s'))} | "
-                     f"{_slope(exponent(points, 'seconds'))} | {'; '.join(notes[-1:])} |")
+                     f"{_slope(exponent(points, 'seconds'))} | {'; '.join(notes)} |")
     shape = ", ".join(f"{s:.0e}: {shapes[s]['users']:,} users, {shapes[s]['items']:,} items, "
                       f"{shapes[s]['interactions']:,} interactions" for s in sizes if s in shapes)
     walls = ", ".join(f"{s:.0e}: {results[str(s)]['wall_s']} s" + (f" ({results[str(s)]['stopped']})"
