@@ -516,35 +516,12 @@ def reduce_matrix(matrix, dimension, method="umap", seed=0, device=None):
                 "install the project's dependencies (make), or use method: pca",
             ) from None
         # seeded, hence single-threaded (UMAP would otherwise override n_jobs itself, with a warning)
-        reduced, method = umap_on_sample(umap.UMAP(n_components=dimension, random_state=seed, n_jobs=1), values,
-                                         seed)
+        reduced = umap.UMAP(n_components=dimension, random_state=seed, n_jobs=1).fit_transform(values)
     else:
         raise UserError(f"reduce_dim: unknown method '{method}'", "use pca or umap")
     reduced = torch.from_numpy(np.ascontiguousarray(reduced, dtype=np.float32))
     check_finite(reduced, f"reduce_dim ({method})")
     return reduced, method
-
-
-UMAP_FIT_ROWS = 10_000  # above this many rows UMAP is fitted on a seeded sample of them (benchmarks/scale.py)
-
-
-def umap_on_sample(reducer, values, seed, fit_rows=None):
-    """UMAP fitted on all rows, or on a seeded sample of ``fit_rows`` (``UMAP_FIT_ROWS``) when there are more, the
-    other rows then transformed (placed among the fitted ones): the fit is the expensive part, and it no longer
-    grows with the number of users.
-
-    Returns:
-        (numpy.ndarray, str): ``[n, dimension]`` and the method used, saying when it was fitted on a sample.
-    """
-    fit_rows = fit_rows or UMAP_FIT_ROWS
-    if len(values) <= fit_rows:
-        return reducer.fit_transform(values), "umap"
-    fitted = np.zeros(len(values), dtype=bool)
-    fitted[np.random.default_rng(seed).choice(len(values), fit_rows, replace=False)] = True
-    reduced = np.empty((len(values), reducer.n_components))
-    reduced[fitted] = reducer.fit_transform(values[fitted])
-    reduced[~fitted] = reducer.transform(values[~fitted])
-    return reduced, f"umap fitted on a sample of {fit_rows} of {len(values)} rows, the others transformed"
 
 
 def describe(matrix):
