@@ -14,8 +14,7 @@ write the atomic files; ``build_dataset`` (with the per-process dataset cache) a
 template profiles (``profile_texts``); TF-IDF encoding of all profiles; MiniLM encoding of a sample of
 ``MINILM_SAMPLE`` profiles, extrapolated to all of them (the model's loading is not counted); the profile JSON
 written as ``build_profiles`` writes it, then JSON -> aligned matrix (``read_profile_matrix`` + ``align_rows``);
-``reduce_matrix`` by PCA and by UMAP (64 -> 16 columns; UMAP's import and numba compilation are not counted; above
-``UMAP_FIT_ROWS`` rows it is fitted on a sample, see utils/embeddings.py);
+``reduce_matrix`` by PCA and by UMAP (64 -> 16 columns; UMAP's import and numba compilation are not counted);
 for NeuMF and LightGCN, one training epoch plain and one distilled (wrapper + hooked layer + loss on 16-d
 profiles): the first ``BATCHES`` batches are timed (after one warm-up batch) and the time per batch is
 extrapolated to the epoch's batches, stated as such; the test evaluation (uni100, per-user metrics kept, as
@@ -333,31 +332,6 @@ def run_size(size, workdir):
                                                               / 1024)}), flush=True)
 
 
-def umap_gain(rows, out):
-    """UMAP 64 -> 16 on ``rows`` clustered rows, fitted on all of them and on UMAP_FIT_ROWS of them: CPU and wall
-    seconds, peak RSS of each (each in this process, after UMAP's compilation); appended to umap_gain.json."""
-    import torch
-    import umap  # noqa: F401  (compiles with numba: not counted)
-
-    import utils.embeddings as embeddings
-
-    generator = torch.Generator().manual_seed(0)
-    centres = torch.randn(50, 64, generator=generator) * 3
-    matrix = centres[torch.randint(0, 50, (rows,), generator=generator)] + torch.randn(rows, 64, generator=generator)
-    meter, entries = Meter(rows), []
-    for fit_rows in (rows, embeddings.UMAP_FIT_ROWS):
-        embeddings.UMAP_FIT_ROWS = fit_rows
-        started, cpu = time.perf_counter(), cpu_seconds()
-        meter.peak = rss_mb()
-        _, method = embeddings.reduce_matrix(matrix, WIDTH, "umap")
-        entries.append({"rows": rows, "method": method, "seconds": round(time.perf_counter() - started, 1),
-                        "cpu_s": round(cpu_seconds() - cpu, 1), "peak_mb": round(max(meter.peak, rss_mb()))})
-        print(json.dumps(entries[-1]), flush=True)
-    meter.running = False
-    path = out / "umap_gain.json"
-    (path).write_text(json.dumps((json.loads(path.read_text()) if path.is_file() else []) + entries, indent=1))
-
-
 # --- collecting and reporting -------------------------------------------------------------------------------------
 
 
@@ -473,8 +447,6 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "scale"), help="results folder")
     parser.add_argument("--report", action="store_true", help="only write the table and plot from results.json")
     parser.add_argument("--budget", type=int, default=6 * 3600, help="seconds a size may take before it is stopped")
-    parser.add_argument("--umap-gain", type=int, metavar="ROWS",
-                        help="only compare UMAP fitted on all ROWS rows with UMAP fitted on a sample")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -483,9 +455,6 @@ def main():
         return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.umap_gain:
-        umap_gain(args.umap_gain, out)
-        return 0
     code = 0
     for size in args.sizes:
         code = measure(size, out, out / "scale.log", args.budget) or code
