@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make demo   builds .venv, then runs the NeuMF scenario on the bundled MovieLens-100K end to end
 #   make test   builds .venv, then runs ruff and the test suite
+#   make test-cluster   the two-node Ray cluster test (a head and a worker node on this machine; CI runs it too)
 # Both are idempotent: .venv is rebuilt only when pyproject.toml or poetry.lock change.
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test lint venv clean lock-check
+.PHONY: demo test test-cluster lint venv clean lock-check
 
 venv: $(STAMP)
 
@@ -28,7 +29,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup -m "not cluster"
+
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q -m cluster
 
 # ruff's linter only: the code is not auto-formatted (the rules and the 120-character lines are in pyproject.toml)
 lint: $(STAMP)

@@ -288,8 +288,10 @@ def already_done(path):
     )
 
 
-def run_experiment(path, journal=None, overrides=None):
+def run_experiment(path, journal=None, overrides=None, journal_values=None):
     """Run one experiment file and append its journal row (and write its per-epoch history).
+
+    ``journal_values`` (column -> value) go into the row as they are (a Ray sweep's ``node`` and ``run_id``).
 
     Returns:
         (status, record): status is 'done' or 'stopped'.
@@ -302,6 +304,8 @@ def run_experiment(path, journal=None, overrides=None):
     keep_freed_memory()  # else every training step page-faults its tensors back in (see utils/allocator.py)
     quiet_recbole_warnings()
     record = JournalRecord(path, subdir_of(path))
+    for column, value in (journal_values or {}).items():
+        record.set(column, value)
     checked, state = None, {}
     try:
         checked = check_experiment(path, overrides)
