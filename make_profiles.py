@@ -2,10 +2,12 @@
 
     python make_profiles.py --config experiments/neumf/neumf_ml100k.yaml [--source template|llm]
                             [--encoder minilm|tfidf|openai] [--entity user|item] [--out NAME.json]
+                            [--history train|all]
 
 The experiment's split (dataset, filters, seed, eval_args) is reproduced exactly, and profiles are written from
-its training interactions only. Output: ``<embeddings_path>/<dataset>/<NAME>.json`` (a list of
-``{id, description, prompt, embedding}``) and ``<NAME>.meta.json`` (source, encoder, split fingerprint).
+its training interactions only (``--history all``: from every interaction, leaky on purpose, for an audit).
+Output: ``<embeddings_path>/<dataset>/<NAME>.json`` (a list of ``{id, description, prompt, embedding}``) and
+``<NAME>.meta.json`` (source, encoder, history, split fingerprint).
 A scenario reads them with ``llm_config.preprocess_from_json`` (or builds them itself with ``build_profiles``).
 """
 
@@ -27,6 +29,9 @@ def parse_args(argv):
     parser.add_argument("--entity", choices=["user", "item"], default=None, help="profiles of users or items")
     parser.add_argument("--out", default=None, help="output file name (.json) in the dataset's embedding folder")
     parser.add_argument("--dim", type=int, default=None, help="tfidf: columns after TruncatedSVD (default 256)")
+    parser.add_argument("--history", choices=["train", "all"], default=None,
+                        help="interactions the profiles are written from: train (default) or all, validation and "
+                             "test included: LEAKY on purpose, for an audit (labelled in the metadata and journal)")
     endpoint = parser.add_argument_group("OpenAI-compatible endpoint (source llm / encoder openai)")
     endpoint.add_argument("--base-url", help="e.g. http://127.0.0.1:8000/v1")
     endpoint.add_argument("--model", help="chat model that writes the profiles")
@@ -43,7 +48,7 @@ def spec_from(args, llm_config):
     specs = llm_config.build_profiles or [{}]
     wanted = [s for s in specs if s.get("entity", "user") == (args.entity or "user")] if args.entity else specs
     raw = dict((wanted or [{}])[0])
-    for key in ("source", "encoder", "entity", "dim"):
+    for key in ("source", "encoder", "entity", "dim", "history"):
         if getattr(args, key) is not None:
             raw[key] = getattr(args, key)
     llm = dict(raw.get("llm") or {})
@@ -55,8 +60,9 @@ def spec_from(args, llm_config):
     entity = raw.get("entity", "user")
     if args.out:
         raw["to"] = args.out if args.out.endswith(".json") else f"{args.out}.json"
-    elif "to" not in raw or args.entity or args.source or args.encoder:
-        raw["to"] = f"{entity}_profiles_{raw.get('source', 'template')}_{raw.get('encoder', 'minilm')}.json"
+    elif "to" not in raw or args.entity or args.source or args.encoder or args.history:
+        leaky = "_leaky" if raw.get("history") == "all" else ""
+        raw["to"] = f"{entity}_profiles_{raw.get('source', 'template')}_{raw.get('encoder', 'minilm')}{leaky}.json"
     return ProfileSpec.from_config(raw)
 
 
@@ -77,7 +83,8 @@ def main(argv=None):
         config["state"] = "WARNING"
         init_seed(config["seed"], config["reproducibility"])
         dataset = build_dataset(config)
-        data = prepare_data(config, dataset, settings.add_train_split, settings.add_train_shuffle)
+        data = prepare_data(config, dataset, settings.add_train_split, settings.add_train_shuffle,
+                            settings.cold_start)
         folder = embeddings_dir(settings.llm_config.embeddings_path, config["dataset"])
         meta = build_profiles(spec, config, data, folder)
     except UserError as exc:
@@ -86,7 +93,12 @@ def main(argv=None):
     out = folder / spec.to
     with open(out, encoding="utf-8") as fh:
         first = json.load(fh)[0]
-    print(f"wrote {meta['count']} {spec.entity} profiles ({spec.source} + {spec.encoder}, {meta['dim']}-d) to {out}")
+    leaky = ", LEAKY: history all" if spec.leaky else ""
+    print(f"wrote {meta['count']} {spec.entity} profiles ({spec.source} + {spec.encoder}{leaky}, {meta['dim']}-d) "
+          f"to {out}")
+    if spec.leaky:
+        print(f"LEAKY on purpose: written from {meta['profile_interactions']} interactions, validation and test "
+              "included; a scenario reads them only with build_profiles: {history: all, ...}")
     print(f"split fingerprint {meta['split']['fingerprint']} ({meta['split']['train_interactions']} training "
           f"interactions); texts {meta['seconds']['texts']}s, encoding {meta['seconds']['encode']}s, "
           f"total {time.time() - started:.1f}s")

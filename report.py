@@ -7,7 +7,9 @@ Experiments are grouped by model and variant (the journal's ``variant`` column, 
 The result of an experiment is that of its last training part. Each variant is compared with its model's
 baseline over the seeds both have (paired t-test, scipy). Writes ``report.md`` with the tables, ``bars.png``,
 ``activity.png`` (test NDCG by quartile of users' training activity) and training curves, and prints the
-table on stdout.
+table on stdout. Results of a second protocol (``uni100:ndcg@10``, ...) get their own table and a verdict on
+whether the ordering of the variants changes; variants on leaky profiles are marked; cold-start users (and
+items) are shown apart.
 """
 
 import argparse
@@ -23,6 +25,7 @@ from utils.errors import UserError
 from utils.journal import is_journal_header
 
 DEFAULT_METRICS = ("ndcg@10", "hit@10", "recall@10")
+LOWER_IS_BETTER = ("logloss", "rmse", "mae")
 
 
 def find_journals(path):
@@ -106,19 +109,75 @@ def load_runs(journals, on="test"):
             if not results:
                 continue
             part, metrics = results[-1]
-            distilled = any(row.get(f"train_{p}:loss_name") for p in _parts(row))
-            variant = row.get("variant") or ("llmkt" if distilled else "baseline")
+            main = (row.get("eval_test_mode") or "main") if on == "test" else "valid"
+            protocols = split_protocols(metrics, main)
             history = row.get("history_file")
             rows.append({
                 "journal": str(journal), "config": row["config"], "model": row.get("model") or row.get("model_type"),
-                "variant": variant, "seed": row.get("seed", ""), "part": part, "metrics": metrics,
-                "history": history_path(journal, history),
+                "variant": variant_label(row), "seed": row.get("seed", ""), "part": part,
+                "metrics": protocols.get(main, {}), "protocol": main, "protocols": protocols,
+                "leaky": is_leaky(row), "history": history_path(journal, history),
             })
     if not rows:
         raise UserError(f"no finished experiment with {on} results in {', '.join(map(str, journals))}",
                         "a journal row counts when its status is done and it has a train_k:best_"
                         f"{'test' if on == 'test' else 'val'}_res")
     return pd.DataFrame(rows)
+
+
+def is_leaky(row):
+    """Whether the run's profiles were written from validation and test interactions too (journal ``profiles``)."""
+    return "leaky (history: all)" in str(row.get("profiles") or "")  # ProfileSpec.label() of leaky profiles
+
+
+def variant_label(row):
+    """The run's variant as the report shows it; runs on leaky profiles always say so."""
+    distilled = any(row.get(f"train_{p}:loss_name") for p in _parts(row))
+    variant = row.get("variant") or ("llmkt" if distilled else "baseline")
+    if is_leaky(row) and "leaky" not in variant.lower():
+        variant += " (leaky)"
+    return variant
+
+
+def split_protocols(metrics, main):
+    """{protocol: {metric: value}}: a key ``<mode>:<metric>`` (``uni100:ndcg@10``, written by a second
+    ``test_eval {mode: ...}``) belongs to that mode, any other key to the experiment's own protocol ``main``."""
+    out = {}
+    for key, value in metrics.items():
+        mode, sep, name = key.rpartition(":")
+        out.setdefault(mode if sep else main, {})[name] = value
+    return out
+
+
+def by_protocol(runs):
+    """{protocol: runs whose ``metrics`` are that protocol's}, the experiments' own protocol first."""
+    names = list(dict.fromkeys(list(runs["protocol"]) + [p for ps in runs["protocols"] for p in ps]))
+    out = {}
+    for name in names:
+        metrics = runs["protocols"].map(lambda ps, name=name: ps.get(name, {}))
+        chosen = runs.assign(metrics=metrics)[metrics.map(bool)]
+        if len(chosen):
+            out[name] = chosen
+    return out
+
+
+def variant_order(summary, metric):
+    """{model: variants from best to worst by mean ``metric``}."""
+    rows = summary[summary["metric"] == metric].sort_values("mean", ascending=metric in LOWER_IS_BETTER)
+    return {model: list(group["variant"]) for model, group in rows.groupby("model", sort=True)}
+
+
+def ordering_lines(summaries, metric):
+    """Per model, the order of the variants under each protocol, and whether it changes between them."""
+    orders = {name: variant_order(summary, metric) for name, summary in summaries.items()}
+    lines = []
+    for model in sorted(set().union(*orders.values())):
+        seen = {name: order[model] for name, order in orders.items() if model in order}
+        same = len({tuple(v) for v in seen.values()}) == 1
+        verdict = "same ordering" if same else "the ordering CHANGES"
+        detail = "; ".join(f"{name}: {' > '.join(order)}" for name, order in seen.items())
+        lines.append(f"- {model} ({metric}): {verdict} under {', '.join(seen)} ({detail})")
+    return lines
 
 
 def paired_p(values, baseline):
@@ -206,6 +265,28 @@ def activity_breakdown(runs, metric="ndcg@10", quarters=4):
     return summarize_activity(pd.DataFrame(rows))
 
 
+def cold_breakdown(runs, metric="ndcg@10"):
+    """Mean per-user test metric of the cold-start users and of the others, averaged over seeds; None when no run
+    has cold-start users."""
+    rows = []
+    for run in runs.itertuples():
+        per_user = _per_user(run)
+        if not per_user or metric not in per_user or not any(per_user.get("cold") or []):
+            continue
+        cold, values = np.asarray(per_user["cold"], dtype=bool), np.asarray(per_user[metric])
+        for name, mask in (("cold users", cold), ("other users", ~cold)):
+            if mask.any():
+                rows.append({"model": run.model, "variant": run.variant, "seed": run.seed, "quartile": name,
+                             "range": str(int(mask.sum())), "value": values[mask].mean()})
+    return summarize_activity(pd.DataFrame(rows)) if rows else None
+
+
+def _per_user(run):
+    if not run.history or not Path(run.history).is_file():
+        return None
+    return read_history(run.history)["parts"].get(str(run.part), {}).get("test_per_user")
+
+
 def summarize_activity(frame):
     """Mean ± std over seeds per (model, variant, quartile), with the change against the model's baseline in the
     same quartile and a paired t-test over seeds (a seed fixes the split, hence the users of each quartile)."""
@@ -253,8 +334,8 @@ def save(fig, path):
 
 
 def plot_bars(summary, path, on="test"):
-    """Per metric, a group of bars per model (one per variant, mean ± std over seeds); the y axis is zoomed to the
-    data, since differences between variants are small next to the values."""
+    """Per metric, a group of bars per model (one per variant, mean ± std over seeds; leaky variants hatched); the
+    y axis is zoomed to the data, since differences between variants are small next to the values."""
     plt = pyplot()
     metrics = list(dict.fromkeys(summary["metric"]))
     models = list(dict.fromkeys(summary["model"]))
@@ -268,7 +349,8 @@ def plot_bars(summary, path, on="test"):
             width = 0.8 / max(len(of_model), 1)
             for j, row in enumerate(of_model.itertuples()):
                 ax.bar(i - 0.4 + (j + 0.5) * width, row.mean, width, yerr=row.std, capsize=2,
-                       color=colors[row.variant], label=row.variant)
+                       color=colors[row.variant], label=row.variant,
+                       hatch="//" if "leaky" in row.variant else None)  # leaky variants stand out
         low, high = (rows["mean"] - rows["std"]).min(), (rows["mean"] + rows["std"]).max()
         margin = 0.15 * (high - low) or 0.01
         ax.set_ylim(max(0.0, low - margin), high + margin)
@@ -344,37 +426,88 @@ def choose_curves(runs, mode):
 # --- main ---------------------------------------------------------------------------------------------------------
 
 
+def chosen_metrics(runs, metrics):
+    available = set().union(*runs["metrics"].map(set))
+    return [m for m in metrics if m in available] or sorted(available)
+
+
+def common_metric(summaries):
+    """The first metric every protocol reports (ndcg@10 when all have it)."""
+    shared = set.intersection(*(set(s["metric"]) for s in summaries.values()))
+    first = next(iter(summaries.values()))
+    return next((m for m in dict.fromkeys(first["metric"]) if m in shared), first["metric"].iloc[0])
+
+
+def protocol_title(name):
+    """A section title: the mode (``uni100``), or what a subset of the test split is (``cold_items``)."""
+    return {"cold_items": "cold_items (the cold-start items' test interactions only)"}.get(name, name)
+
+
+def leaky_note(runs):
+    if not runs["leaky"].any():
+        return []
+    return ["**Leaky variants** (marked *leaky*) used profiles written from every interaction, validation and test "
+            "included (`build_profiles.history: all`): they show what leakage would add, not a result.", ""]
+
+
+def protocol_heading(summaries, main):
+    if len(summaries) == 1:
+        return []
+    return [f"## Protocol {main} (the experiments' own)", ""]
+
+
 def build_report(path, out=None, on="test", curves="first", metrics=DEFAULT_METRICS):
     journals = find_journals(path)
     out = Path(out) if out else journals[0].parent / "report"
     out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(journals, on=on)
-    available = set().union(*runs["metrics"].map(set))
-    metrics = [m for m in metrics if m in available] or sorted(available)
-    summary = summarize(runs, metrics)
-    table = wide_table(summary)
+    protocols = by_protocol(runs)
+    summaries = {name: summarize(of, chosen_metrics(of, metrics)) for name, of in protocols.items()}
+    main = next(iter(summaries))
+    summary, table = summaries[main], wide_table(summaries[main])
     lines = [f"# Report: {', '.join(str(j) for j in journals)}", "",
              f"{len(runs)} finished experiments; {on} results of each experiment's last training part, mean ± std "
              "over seeds; for each variant the relative change of the mean against its model's baseline and a "
-             "two-sided paired t-test over the seeds both ran.", "", markdown_table(table), ""]
+             "two-sided paired t-test over the seeds both ran.", ""]
+    lines += leaky_note(runs) + protocol_heading(summaries, main) + [markdown_table(table), ""]
     figures = [plot_bars(summary, out / "bars.png", on)]
     lines += [f"![{on} metrics by model and variant](bars.png)", ""]
+    for name, other in list(summaries.items())[1:]:
+        lines += [f"## Protocol {protocol_title(name)}", "", markdown_table(wide_table(other)), ""]
+        figures.append(plot_bars(other, out / f"bars_{name}.png", f"{on} ({name})"))
+        lines += [f"![{on} metrics under {name}](bars_{name}.png)", ""]
+    extra = []
+    for name, other in list(summaries.items())[1:]:
+        extra += [f"{on} results under protocol {name}:", wide_table(other).to_string(index=False), ""]
+    if len(summaries) > 1:
+        ordering = ordering_lines(summaries, common_metric(summaries))
+        lines += ["## Does the protocol change the ordering of the variants?", "",
+                  "Variants ordered by their mean; a swap of two variants whose difference is not significant (see "
+                  "the p-values above) may be noise.", "", *ordering, ""]
+        extra += ["does the protocol change the ordering of the variants?", *ordering, ""]
     breakdown = activity_breakdown(runs) if on == "test" else None
     if breakdown is not None:
         lines += ["## Test NDCG@10 by user activity", "",
                   "Users split into quartiles of their number of training interactions (Q1: the sparsest).", "",
                   markdown_table(activity_table(breakdown)), "", "![by activity](activity.png)", ""]
         figures.append(plot_activity(breakdown, out / "activity.png"))
+    cold = cold_breakdown(runs) if on == "test" else None
+    if cold is not None:
+        lines += ["## Test NDCG@10 of the cold-start users", "",
+                  "Users whose training history `cold_start` cut to k interactions, against the other users of the "
+                  "same runs (range: how many users).", "", markdown_table(activity_table(cold)), ""]
+        extra += ["test ndcg@10 of the cold-start users and of the others:",
+                  activity_table(cold).to_string(index=False), ""]
     chosen = choose_curves(runs, curves)
     if len(chosen):
         lines += ["## Training curves", ""]
         for run in chosen.itertuples():
-            name = f"curves_{run.model}_{run.variant}_s{run.seed}.png".replace("/", "_")
+            name = f"curves_{run.model}_{run.variant}_s{run.seed}.png".replace("/", "_").replace(" ", "_")
             if plot_curves(run, out / name):
                 figures.append(out / name)
                 lines += [f"![{run.config}]({name})", ""]
     (out / "report.md").write_text("\n".join(lines))
-    return table, breakdown, out, figures
+    return table, breakdown, out, figures, extra
 
 
 def main(argv=None):
@@ -387,7 +520,7 @@ def main(argv=None):
     parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="comma-separated, e.g. ndcg@10,hit@10")
     args = parser.parse_args(argv)
     try:
-        table, breakdown, out, figures = build_report(args.path, args.out, args.on, args.curves,
+        table, breakdown, out, figures, extra = build_report(args.path, args.out, args.on, args.curves,
                                                       [m.strip().lower() for m in args.metrics.split(",")])
     except UserError as exc:
         print(f"error: {exc.line()}", file=sys.stderr)
@@ -400,6 +533,8 @@ def main(argv=None):
         if breakdown is not None:
             print("\ntest ndcg@10 by quartile of training activity (Q1 sparsest):")
             print(activity_table(breakdown).to_string(index=False))
+        if extra:
+            print("\n" + "\n".join(extra))
     print(f"\nwrote {out / 'report.md'} and {len(figures)} figure(s)")
     return 0
 

@@ -51,8 +51,8 @@ def shrink(experiment, workdir, *, short_form=False, width=8, epochs=1, extra=No
     raw.update(SMALL_DATA)
     raw.update(SMALL_MODELS.get(raw["model"], {}))
     raw["checkpoint_dir"] = str(workdir / "saved")
-    raw["llm_config"]["embeddings_path"] = str(workdir / "emb")
-    llm = raw["llm_config"]
+    llm = raw.setdefault("llm_config", {})  # a baseline may read no profiles at all
+    llm["embeddings_path"] = str(workdir / "emb")
     llm.get("preprocess_random", {}).update({"embedding_size": 24})
     specs = llm.get("build_profiles") or []
     for spec in specs if isinstance(specs, list) else [specs]:  # TF-IDF instead of MiniLM: seconds, not a minute

@@ -200,7 +200,9 @@ def test_train_fits_saves_and_journals_then_test_eval_journals_test_metrics(tiny
     assert trained["epochs"][0]["distil_loss"] is not None  # the distillation loss ran in that epoch
     test = run.record.part_value("best_test_res")
     assert 0 <= test["ndcg@10"] <= 1 and 0 <= test["recall@10"] <= 1  # test_eval (uni100)
-    assert 0 <= test["hit@10"] <= 1  # test_eval with params (full ranking, another metric) joins the same result
+    assert 0 <= test["full:hit@10"] <= 1  # test_eval with params (full ranking): joins the same result, under
+    assert "hit@10" not in test  # its protocol's name, so that it cannot overwrite the experiment's own metrics
+    assert run.record.part_value("best_epoch") == 0
     assert len(run.history[0]["test_per_user"]["user"]) == len(run.history[0]["test_per_user"]["activity"]) > 0
 
 

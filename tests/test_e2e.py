@@ -166,6 +166,6 @@ def test_autoint_plain_llmkt_and_kar_in_one_folder_journal_auc_and_ndcg(workdir)
     assert list(journal["model"]) == ["AutoInt", "AutoInt", "AutoIntKar"]
     for row in journal.to_dict("records"):
         test = json.loads(row["train_1:best_test_res"])
-        assert 0.0 < test["auc"] < 1.0 and test["logloss"] > 0 and 0.0 <= test["ndcg@10"] <= 1.0
+        assert 0.0 < test["auc"] < 1.0 and test["logloss"] > 0 and 0.0 <= test["uni100:ndcg@10"] <= 1.0
     assert journal.loc[1, "train_0:loss_name"] == "HiddenDistil"
     assert json.loads(journal.loc[1, "train_0:loss_params"]) == {"rows": "batch", "entity": "user"}

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from recbole.data import create_samplers, get_dataloader
@@ -43,6 +44,8 @@ class DataBundle:
     train_parts: list  # dataloaders, indexed by set_train_dataset; the last one is the whole training set
     valid: object
     test: object
+    cold_users: frozenset = frozenset()  # internal ids whose training history cold_start cut to k interactions
+    cold_items: frozenset = frozenset()  # the same, for item-side cold start
 
     @property
     def train_dataset(self):
@@ -194,14 +197,21 @@ def split_training(train_dataset, ratios, *, shuffle, group_by):
     return source.split_by_ratio(ratios, group_by=group_by)
 
 
-def prepare_data(config, dataset, train_split=None, train_shuffle=False):
-    """Split ``dataset`` as RecBole's ``data_preparation`` does, with the extra training parts.
+def prepare_data(config, dataset, train_split=None, train_shuffle=False, cold_start=None):
+    """Split ``dataset`` as RecBole's ``data_preparation`` does, with the extra training parts; with
+    ``cold_start`` (settings.check_cold_start), chosen users' (items') training history is first cut to k
+    interactions.
 
     Returns:
         DataBundle
     """
     built = dataset.build()
     train_dataset, valid_dataset, test_dataset = built
+    cold = frozenset()
+    if cold_start:
+        train_dataset, cold = cut_training(train_dataset, cold_start, config["seed"], config["MODEL_TYPE"])
+        built = [train_dataset, valid_dataset, test_dataset]
+    cold_users, cold_items = (cold, frozenset()) if "users" in (cold_start or {}) else (frozenset(), cold)
     train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
     parts = [train_dataset]
     if train_split:
@@ -220,7 +230,75 @@ def prepare_data(config, dataset, train_split=None, train_shuffle=False):
         train_parts = [train_loader_class(config, part, train_sampler, shuffle=config["shuffle"]) for part in parts]
     valid = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
     test = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
-    return DataBundle(dataset, train_parts, valid, test)
+    return DataBundle(dataset, train_parts, valid, test, cold_users, cold_items)
+
+
+def cut_training(train_dataset, cold_start, seed, model_type=None):
+    """The cold-start setting: chosen users (or items) keep k of their training interactions (drawn at random),
+    everything else (the others, validation, test) is untouched. The removed interactions are gone, as if never
+    made: they are neither trained on nor masked in evaluation. Reproducible: ``cold_start.seed`` (default: the
+    experiment's seed) fixes the users (items) and the interactions kept.
+
+    Returns:
+        (the cut training dataset, frozenset of the cold users' (items') internal ids)
+    """
+    if model_type == ModelType.SEQUENTIAL:
+        raise UserError("cold_start does not apply to sequential models (their training set is built from "
+                        "sequences, not single interactions)", "remove cold_start, or use a general model")
+    entity = "users" if "users" in cold_start else "items"
+    field = train_dataset.uid_field if entity == "users" else train_dataset.iid_field
+    rng = np.random.default_rng(cold_start.get("seed", seed))
+    ids = train_dataset.inter_feat[field].numpy()
+    counts = np.bincount(ids, minlength=train_dataset.num(field))
+    chosen = choose_cold(train_dataset, field, counts, cold_start[entity], cold_start["k"], rng)
+    keep = np.ones(len(ids), dtype=bool)
+    k = cold_start["k"]
+    for one in chosen:
+        rows = np.flatnonzero(ids == one)
+        keep[rng.choice(rows, size=len(rows) - k, replace=False)] = False
+    kept = train_dataset.inter_feat[torch.as_tensor(np.flatnonzero(keep))]
+    logger.info("cold_start: %d %s cut to %d training interactions (%d removed)", len(chosen), entity, k,
+                int((~keep).sum()))
+    return train_dataset.copy(kept), frozenset(int(one) for one in chosen)
+
+
+def choose_cold(train_dataset, field, counts, wanted, k, rng):
+    """The users (items) to cut, sorted internal ids: a fraction of them (drawn among those with more than k
+    training interactions) or the listed raw ids (each with at least k)."""
+    entity = "users" if field == train_dataset.uid_field else "items"
+    if isinstance(wanted, list):
+        return np.array(sorted(_listed_id(train_dataset, field, counts, token, k, entity) for token in wanted),
+                        dtype=np.int64)
+    present = np.flatnonzero(counts)
+    eligible = np.flatnonzero(counts > k)
+    size = max(1, round(wanted * len(present)))
+    if size > len(eligible):
+        raise UserError(f"cold_start: {entity} {wanted} asks for {size} {entity}, but only {len(eligible)} have "
+                        f"more than k={k} training interactions", "choose a smaller fraction or a smaller k")
+    return np.sort(rng.choice(eligible, size=size, replace=False))
+
+
+def _listed_id(train_dataset, field, counts, token, k, entity):
+    if str(token) not in train_dataset.field2token_id[field]:
+        raise UserError(f"cold_start.{entity}: {entity[:-1]} {token!r} is not in the dataset (after its filters)",
+                        f"list raw {entity[:-1]} ids as in the .inter file")
+    one = train_dataset.token2id(field, str(token))
+    if counts[one] < k:
+        raise UserError(f"cold_start.{entity}: {entity[:-1]} {token!r} has {counts[one]} training interactions, "
+                        f"fewer than k={k}", f"choose a smaller k or other {entity}")
+    return int(one)
+
+
+def cold_items_test_loader(config, data):
+    """The test loader restricted to the interactions of the cold-start items (item-side ``cold_start``): the
+    other test items of a user are then not relevant, and users without a cold test item drop out."""
+    test = data.test.dataset
+    items = test.inter_feat[test.iid_field].numpy()
+    rows = np.flatnonzero(np.isin(items, np.fromiter(data.cold_items, dtype=np.int64)))
+    if not len(rows):
+        return None
+    subset = test.copy(test.inter_feat[torch.as_tensor(rows)])
+    return get_dataloader(config, "test")(config, subset, data.test._sampler, shuffle=False)
 
 
 def write_splits(data, experiment_file):

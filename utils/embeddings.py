@@ -408,6 +408,26 @@ def random_matrix(rows, width, seed):
     return torch.randn(rows, width, generator=generator)
 
 
+def derangement(count, seed):
+    """A reproducible permutation of ``range(count)`` without fixed points (Sattolo's algorithm: one cycle through
+    every index), so that with two or more rows no row stays where it was."""
+    rng = np.random.default_rng(int(seed))
+    order = np.arange(count)
+    for i in range(count - 1, 0, -1):
+        j = int(rng.integers(0, i))  # j < i, never i itself: the result is a single cycle
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def shuffle_rows(matrix, seed):
+    """The shuffled control: the same profile vectors (the same distribution), each given to another user.
+
+    Returns:
+        (matrix whose row k is the input's row ``order[k]``, order)."""
+    order = derangement(matrix.shape[0], seed)
+    return matrix[torch.as_tensor(order)], order
+
+
 def load_matrix(path, *, expected_rows, start_with_1, entity):
     """Load a profile matrix safely and check it against the dataset.
 
@@ -534,18 +554,21 @@ def describe(matrix):
 # --- the conversion cache: JSON profiles -> matrix, skipped when the matrix is up to date -------------------------
 
 
-def convert_profiles(source, target, tokens, *, by, missing, start_with_1):
+def convert_profiles(source, target, tokens, *, by, missing, start_with_1, shuffle=None):
     """Write ``target``, the matrix of the JSON profiles ``source`` in RecBole's id order (``tokens``), unless it
-    was made from the same JSON content, ids and settings (:func:`conversion_identity`), kept next to it.
+    was made from the same JSON content, ids and settings (:func:`conversion_identity`), kept next to it. With a
+    ``shuffle`` seed, the rows are given to other users (:func:`shuffle_rows`: the shuffled control).
 
     Returns:
         torch.Tensor or None: the matrix written; None when ``target`` was up to date.
     """
-    made_from = conversion_identity(source, tokens, by, missing, start_with_1)
+    made_from = conversion_identity(source, tokens, by, missing, start_with_1, shuffle)
     if Path(target).is_file() and read_identity(target) == made_from:
         return None
     ids, rows = read_profile_matrix(source)
     matrix = align_rows(ids, rows, tokens, by=by, missing=missing, source=str(source))
+    if shuffle is not None:
+        matrix, _ = shuffle_rows(matrix, shuffle)
     if not start_with_1:
         matrix = torch.vstack((torch.zeros(1, matrix.shape[1]), matrix))
     save_tensor(matrix, target)
@@ -553,14 +576,15 @@ def convert_profiles(source, target, tokens, *, by, missing, start_with_1):
     return matrix
 
 
-def conversion_identity(source, tokens, by, missing, start_with_1):
+def conversion_identity(source, tokens, by, missing, start_with_1, shuffle=None):
     """What a converted matrix depends on: the JSON's content (hashed, not its name or date), the dataset's ids in
     RecBole's order, and the conversion settings."""
     if not Path(source).is_file():
         return None
     ids = hashlib.sha256("\n".join(map(str, tokens)).encode()).hexdigest()
-    return {"json_sha256": _content_hash(source), "ids_sha256": ids, "by": by, "missing": missing,
-            "start_with_1": start_with_1}
+    identity = {"json_sha256": _content_hash(source), "ids_sha256": ids, "by": by, "missing": missing,
+                "start_with_1": start_with_1}
+    return identity if shuffle is None else {**identity, "shuffle_seed": shuffle}
 
 
 def _identity_path(target):

@@ -116,13 +116,23 @@ def per_user_metrics(config, struct, users):
     return out
 
 
+def protocol_keys(result, mode, main_mode):
+    """Metrics of another evaluation protocol than the experiment's own, keyed ``<mode>:<metric>``
+    (``uni100:ndcg@10``), so that they sit next to the main protocol's ``ndcg@10`` instead of overwriting it."""
+    if mode == main_mode:
+        return dict(result)
+    return {f"{mode}:{name}": value for name, value in result.items()}
+
+
 def with_activity(per_user, data):
-    """Add each user's raw id and number of training interactions to per-user test metrics."""
+    """Add each user's raw id and number of training interactions (and, with cold_start, whether the user is one
+    of the cold ones) to per-user test metrics."""
     dataset = data.dataset
     counts = np.bincount(data.train_dataset.inter_feat[dataset.uid_field].numpy(), minlength=dataset.user_num)
     users = np.asarray(per_user["user"])
+    cold = {"cold": [int(u) in data.cold_users for u in users]} if data.cold_users else {}
     return {**per_user, "user": dataset.id2token(dataset.uid_field, users).tolist(),
-            "activity": counts[users].tolist()}
+            "activity": counts[users].tolist(), **cold}
 
 
 def activity_line(per_user, quarters=4):

@@ -27,9 +27,9 @@ from .data import (
 from .device import describe_device
 from .embeddings import convert_profiles, embeddings_dir, random_matrix, save_tensor
 from .errors import Interrupted, UserError
-from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name
+from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name, locked
 from .paths import PROJECT_ROOT
-from .profiles import ProfileSpec, ensure_profiles
+from .profiles import ProfileSpec, ensure_profiles, mark_leaky, read_meta, refuse_unasked_leak
 from .registry import get_model_class
 from .settings import check_recbole_values, check_valid_metric, parse_settings
 from .steps import say
@@ -166,42 +166,70 @@ def subdir_of(path):
 
 def prepare_llm_files(settings, config, data, record):
     """``llm_config`` preprocessing: random matrices; or profiles built when asked, then JSON -> matrices in
-    RecBole id order."""
+    RecBole id order (shuffled among users for the shuffled control). The journal's ``profiles`` says which."""
     llm = settings.llm_config
-    dataset = data.dataset
     folder = embeddings_dir(llm.embeddings_path, config["dataset"])
-    fields = {"user": dataset.uid_field, "item": dataset.iid_field}
     random_spec = llm.preprocess_random or {}
     if random_spec.get("random"):
-        for entity, key in (("user", "random_users_emb_file"), ("item", "random_items_emb_file")):
-            name = random_spec.get(key)
-            if not name:
-                continue
-            start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
-            rows = dataset.num(fields[entity]) - int(start_with_1)
-            seed = config["seed"] + (0 if entity == "user" else 1)
-            save_tensor(random_matrix(rows, random_spec["embedding_size"], seed), folder / name)
-            record.set("profiles", f"random {random_spec['embedding_size']}-d")
-            say(f"llm_config: random {entity} matrix {rows}x{random_spec['embedding_size']} -> {folder / name}")
+        write_random_matrices(random_spec, llm, data.dataset, folder, config["seed"], record)
         return
-    built = []
-    for raw in llm.build_profiles:
-        spec = ProfileSpec.from_config(raw)
-        state = ensure_profiles(spec, config, data, folder, say=say)
-        built.append(f"{spec.to}: {spec.source}+{spec.encoder} ({state})")
-    if built:
-        record.set("profiles", "; ".join(built))
+    specs = [ProfileSpec.from_config(raw) for raw in llm.build_profiles]
+    notes = [build_when_needed(spec, config, data, folder) for spec in specs]
     for spec in llm.preprocess_from_json:
-        entity, by = spec.get("entity", "user"), spec.get("by", "recbole")
-        source, target = folder / spec["from"], folder / spec["to"]
-        tokens = list(dataset.field2id_token[fields[entity]][1:])
-        start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
-        matrix = convert_profiles(source, target, tokens, by=by, missing=llm.missing_profiles,
-                                  start_with_1=start_with_1)
-        if matrix is None:
-            say(f"llm_config: {spec['to']} is up to date with {spec['from']} (same content, ids and alignment)")
+        refuse_unasked_leak(folder / spec["from"], spec["from"], specs)
+        notes.append(convert_one(spec, llm, data.dataset, folder, shuffle_seed(spec, config)))
+    notes = [note for note in notes if note]
+    if notes:
+        record.set("profiles", "; ".join(notes))
+
+
+def write_random_matrices(random_spec, llm, dataset, folder, seed, record):
+    fields = {"user": dataset.uid_field, "item": dataset.iid_field}
+    for entity, key in (("user", "random_users_emb_file"), ("item", "random_items_emb_file")):
+        name = random_spec.get(key)
+        if not name:
             continue
-        say(f"llm_config: {spec['from']} -> {spec['to']} {tuple(matrix.shape)} ({entity}s, by {by})")
+        start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
+        rows = dataset.num(fields[entity]) - int(start_with_1)
+        entity_seed = seed + (0 if entity == "user" else 1)
+        save_tensor(random_matrix(rows, random_spec["embedding_size"], entity_seed), folder / name)
+        record.set("profiles", f"random {random_spec['embedding_size']}-d")
+        say(f"llm_config: random {entity} matrix {rows}x{random_spec['embedding_size']} -> {folder / name}")
+
+
+def build_when_needed(spec, config, data, folder):
+    """Build, rebuild or reuse one ``build_profiles`` entry; returns its journal note."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with locked(folder / spec.to):  # experiments of a sweep (--workers) may build the same profiles at once
+        state = ensure_profiles(spec, config, data, folder, say=say)
+    return f"{spec.to}: {spec.label()} ({state})"
+
+
+def convert_one(spec, llm, dataset, folder, shuffle=None):
+    """One ``preprocess_from_json`` entry (:func:`utils.embeddings.convert_profiles`), with ``shuffle`` the rows given
+    to other users. Returns the journal note of a shuffle, else None."""
+    entity, by = spec.get("entity", "user"), spec.get("by", "recbole")
+    note = None if shuffle is None else f"{spec['to']}: {spec['from']} shuffled among {entity}s (seed {shuffle})"
+    tokens = list(dataset.field2id_token[dataset.uid_field if entity == "user" else dataset.iid_field][1:])
+    start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
+    mark_leaky(folder / spec["to"], (read_meta(folder / spec["from"]) or {}).get("history") == "all")
+    matrix = convert_profiles(folder / spec["from"], folder / spec["to"], tokens, by=by, missing=llm.missing_profiles,
+                              start_with_1=start_with_1, shuffle=shuffle)
+    if matrix is None:
+        say(f"llm_config: {spec['to']} is up to date with {spec['from']} (same content, ids and alignment)")
+        return note
+    if shuffle is not None:
+        say(f"llm_config: {spec['to']}: rows shuffled among {entity}s (seed {shuffle}): the shuffled control")
+    say(f"llm_config: {spec['from']} -> {spec['to']} {tuple(matrix.shape)} ({entity}s, by {by})")
+    return note
+
+
+def shuffle_seed(spec, config):
+    """The seed of ``preprocess_from_json.shuffle`` (true: the experiment's seed), or None when not shuffled."""
+    shuffle = spec.get("shuffle", False)
+    if shuffle is False:
+        return None
+    return config["seed"] if shuffle is True else shuffle
 
 
 def describe_experiment(record, config, settings, dataset, checked):
@@ -359,13 +387,22 @@ def write_history(run, record, journal):
     record.set("history_file", str(path.relative_to(journal.path.parent)))
 
 
+def describe_cold_start(cold_start, data, record):
+    entity = "users" if "users" in cold_start else "items"
+    cut = len(data.cold_users if entity == "users" else data.cold_items)
+    record.set("cold_start", {**cold_start, f"cut_{entity}": cut})
+    say(f"cold_start: {cut} {entity} keep {cold_start['k']} training interactions each")
+
+
 def _run_checked(checked, record, state):
     settings, config = checked.settings, checked.config
     init_seed(config["seed"], config["reproducibility"])
     record.set("log_file", setup_logging(config))
     dataset = build_dataset(config)
-    data = prepare_data(config, dataset, settings.add_train_split, settings.add_train_shuffle)
+    data = prepare_data(config, dataset, settings.add_train_split, settings.add_train_shuffle, settings.cold_start)
     describe_experiment(record, config, settings, dataset, checked)
+    if settings.cold_start:
+        describe_cold_start(settings.cold_start, data, record)
     say(f"== {checked.file}: {config['model']} on {config['dataset']} ({dataset.user_num - 1} users, "
         f"{dataset.item_num - 1} items, {dataset.inter_num} interactions; {len(data.train_parts)} training part(s)); "
         f"device {describe_device(config['device'], config['use_gpu'])}")

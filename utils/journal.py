@@ -33,10 +33,10 @@ PART_FIELDS = [
     "loss_name", "users_emb", "items_emb", "particular", "set_outputs", "set_trainable", "train_ds_ind", "config",
     "best_val_score", "best_val_res", "best_test_res", "bestmodel_file",
 ]  # fmt: skip
-PART_EXTRA_FIELDS = ["loss_params", "reduce_dim", "epochs_run", "train_time_s", "test_time_s"]
+PART_EXTRA_FIELDS = ["loss_params", "reduce_dim", "epochs_run", "best_epoch", "train_time_s", "test_time_s"]
 EXTRA_COLUMNS = [
     "model", "variant", "status", "error", "duration_s", "config_hash", "log_file", "profiles", "history_file",
-    "node", "run_id",
+    "node", "run_id", "cold_start",
 ]  # node, run_id: where a sweep on Ray ran the experiment, and its attempt-independent id (empty without Ray)
 LIST_PART_FIELDS = ("set_trainable", "config", "reduce_dim")
 MAX_ERROR_CHARS = 500  # an error cell is cut here; the whole line is on stderr and in the run's log

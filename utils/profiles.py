@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 TEMPLATE_VERSION = 1
 SOURCES = ("template", "llm")
 ENTITIES = ("user", "item")
+HISTORIES = ("train", "all")  # 'all': leaky profiles, written from validation and test interactions too
 SYSTEM_PROMPT = (
     "You write short, factual profiles of the users and items of a recommender system from their interaction "
     "history. Describe tastes and character; do not invent facts beyond the data given."
@@ -71,8 +72,16 @@ def atomic_path(config, suffix):
 
 def training_history(data):
     """The whole training set as raw tokens: a DataFrame with columns ``user``, ``item``."""
-    dataset = data.dataset
-    inter = data.train_dataset.inter_feat
+    return _history_frame(data.dataset, data.train_dataset.inter_feat)
+
+
+def full_history(data):
+    """Every interaction of the (filtered) dataset, validation and test included, as raw tokens: what a *leaky*
+    profile (``history: all``) is written from. Only ever used when a scenario asks for it."""
+    return _history_frame(data.dataset, data.dataset.inter_feat)
+
+
+def _history_frame(dataset, inter):
     users = dataset.id2token(dataset.uid_field, inter[dataset.uid_field].numpy())
     items = dataset.id2token(dataset.iid_field, inter[dataset.iid_field].numpy())
     return pd.DataFrame({"user": np.asarray(users, dtype=str), "item": np.asarray(items, dtype=str)})
@@ -87,9 +96,12 @@ def split_fingerprint(history):
     return digest.hexdigest()[:20]
 
 
-def with_ratings(history, config, fields):
-    """Add ``rating`` and ``time`` from the raw interaction file (RecBole may have turned ratings into labels)."""
-    raw = read_atomic(inter_files(config)[0])  # with benchmark files, the training file only
+def with_ratings(history, config, fields, every_file=False):
+    """Add ``rating`` and ``time`` from the raw interaction file (RecBole may have turned ratings into labels).
+
+    With benchmark files only the training file is read, unless ``every_file`` (leaky profiles)."""
+    files = inter_files(config) if every_file else inter_files(config)[:1]
+    raw = pd.concat([read_atomic(path) for path in files], ignore_index=True)
     uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
     keep = {uid: "user", iid: "item"}
     if fields.rating in raw:
@@ -320,6 +332,9 @@ PROFILE_SPEC = Schema((
           doc="the endpoint's options (utils/llm_client.py OPTIONS)"),
     Param("on_other_split", one_of("rebuild", "refuse", words="rebuild or refuse"),
           doc="existing profiles of another split: rebuild them, or refuse to run"),
+    Param("history", Kind(lambda v: v in HISTORIES, "train or all", "train (the default) writes profiles from the "
+                          "training split only; all (leaky on purpose, for an audit) from every interaction, "
+                          "validation and test included"), doc="the interactions profiles are written from"),
 ), label="build_profiles: {}", missing="llm_config.build_profiles needs {key}: <file>.json", missing_hint="",
     not_mapping="llm_config.build_profiles must be a mapping, got {value!r}", none_is_unset=False,
     **_unknown_keys("llm_config.build_profiles"))
@@ -340,6 +355,15 @@ class ProfileSpec:
     fields: ProfileFields = field(default_factory=ProfileFields)
     llm: dict = field(default_factory=dict)  # LLMClient options: base_url, model, embedding_model, api_key_env...
     on_other_split: str = "rebuild"  # or 'refuse'
+    history: str = "train"  # 'all': leaky on purpose (an audit's upper bound), labelled everywhere
+
+    @property
+    def leaky(self):
+        return self.history == "all"
+
+    def label(self):
+        """'template+minilm', with ', leaky (history: all)' for leaky profiles: what the console and journal say."""
+        return f"{self.source}+{self.encoder}" + (", leaky (history: all)" if self.leaky else "")
 
     def check(self):
         """Check every setting (:data:`PROFILE_SPEC`, the ``llm`` options); returns ``self``."""
@@ -362,7 +386,8 @@ class ProfileSpec:
         return {"entity": self.entity, "source": self.source, "encoder": self.encoder,
                 "dim": self.dim if self.encoder == "tfidf" else None, "template_version": TEMPLATE_VERSION,
                 "fields": asdict(self.fields), "llm_model": self.llm.get("model") if self.source == "llm" else None,
-                "embedding_model": self.llm.get("embedding_model") if self.encoder == "openai" else None}
+                "embedding_model": self.llm.get("embedding_model") if self.encoder == "openai" else None,
+                "history": self.history}
 
 
 def meta_path(json_path):
@@ -414,8 +439,9 @@ def build_profiles(spec, config, data, folder, progress=True):
         dict: the metadata written.
     """
     started = time.time()
-    history = with_ratings(training_history(data), config, spec.fields)
-    fingerprint = split_fingerprint(history[["user", "item"]])
+    train = training_history(data)
+    fingerprint = split_fingerprint(train)  # the split's, also for leaky profiles: their reuse is checked by it
+    history = with_ratings(full_history(data) if spec.leaky else train, config, spec.fields, every_file=spec.leaky)
     ids, texts, prompts, extras = profile_texts(spec, config, data, history)
     out = Path(folder) / spec.to
     client = None
@@ -448,7 +474,9 @@ def build_profiles(spec, config, data, folder, progress=True):
         "file": spec.to,
         "count": len(profiles),
         "dim": int(vectors.shape[1]),
-        "split": split_description(config, fingerprint, history),
+        "leaky": spec.leaky,
+        "split": split_description(config, fingerprint, train),
+        "profile_interactions": int(len(history)),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "seconds": {"texts": round(written - started, 1), "encode": round(time.time() - written, 1)},
     }
@@ -483,7 +511,10 @@ def ensure_profiles(spec, config, data, folder, say=print):
     """
     out = Path(folder) / spec.to
     if not out.is_file():
-        say(f"llm_config: building {spec.entity} profiles ({spec.source} + {spec.encoder}) -> {out}")
+        say(f"llm_config: building {spec.entity} profiles ({spec.label()}) -> {out}")
+        if spec.leaky:
+            say(f"llm_config: LEAKY on purpose: {spec.to} is written from every interaction, validation and test "
+                "included (build_profiles.history: all)")
         _say_note(build_profiles(spec, config, data, folder), say)
         return "built"
     meta = read_meta(out)
@@ -495,11 +526,15 @@ def ensure_profiles(spec, config, data, folder, say=print):
             "delete it to have it built, or drop build_profiles and use preprocess_from_json alone",
         )
     other_split = meta.get("split", {}).get("fingerprint") != fingerprint
-    other_settings = {k: meta.get(k) for k in spec.identity()} != spec.identity()
+    made = {"history": "train", **meta}  # metadata written before the history setting: train-only profiles
+    other_settings = {k: made.get(k) for k in spec.identity()} != spec.identity()
     if not other_split and not other_settings:
         say(f"llm_config: {out.name} was built for this split with the same settings: reused")
         return "reused"
     why = "another split" if other_split else "other settings"
+    if made["history"] != spec.history:
+        why = f"{'all interactions (leaky)' if made['history'] == 'all' else 'the training split only'}, " \
+              f"and this scenario asks for history: {spec.history}"
     if other_split and spec.on_other_split == "refuse":
         raise UserError(
             f"{out} was built from {why} (fingerprint {meta.get('split', {}).get('fingerprint')}, "
@@ -514,3 +549,56 @@ def ensure_profiles(spec, config, data, folder, say=print):
 def _say_note(meta, say):
     if meta.get("note"):
         say(f"llm_config: {meta['note']}")
+
+
+def refuse_unasked_leak(path, name, specs):
+    """Leaky profiles (metadata ``history: all``) are read only by a scenario whose ``build_profiles`` asks for them.
+
+    Raises:
+        UserError: ``name`` holds leaky profiles and no build_profiles entry for it says ``history: all``.
+    """
+    meta = read_meta(path)
+    if not meta or meta.get("history") != "all" or any(s.to == name and s.leaky for s in specs):
+        return
+    raise UserError(
+        f"llm_config.preprocess_from_json: {name} holds leaky profiles, written from validation and test "
+        f"interactions too ({meta_path(path).name} says history: all)",
+        f"ask for them on purpose with build_profiles: {{to: {name}, history: all, ...}}, or use profiles built "
+        "from the training split",
+    )
+
+
+# A matrix made from leaky profiles carries a marker file next to it (<matrix>.leaky), which reduce_dim passes on to
+# its output: the leak stays visible however the vectors travel, and a scenario that does not ask for leaky profiles
+# cannot read them under another name.
+
+
+def leaky_marker(matrix_path):
+    return Path(matrix_path).with_name(f"{Path(matrix_path).name}.leaky")
+
+
+def mark_leaky(matrix_path, leaky):
+    """Write (or remove) the marker saying the matrix ``matrix_path`` was made from leaky profiles."""
+    marker = leaky_marker(matrix_path)
+    if leaky:
+        marker.write_text("made from leaky profiles (build_profiles.history: all)\n", encoding="utf-8")
+    else:
+        marker.unlink(missing_ok=True)
+
+
+def is_leaky_matrix(matrix_path):
+    return leaky_marker(matrix_path).is_file()
+
+
+def refuse_unasked_leaky_matrix(matrix_path, llm_config):
+    """A matrix made from leaky profiles is read only when the scenario's build_profiles asks for leaky ones.
+
+    Raises:
+        UserError: the matrix carries the leaky marker and no build_profiles entry says ``history: all``.
+    """
+    if not is_leaky_matrix(matrix_path) or any(raw.get("history") == "all" for raw in llm_config.build_profiles):
+        return
+    raise UserError(f"{Path(matrix_path).name} was made from leaky profiles, written from validation and test "
+                    f"interactions too (see {leaky_marker(matrix_path).name})",
+                    "ask for leaky profiles on purpose (build_profiles: {history: all, ...}), or use a matrix made "
+                    "from train-only profiles")

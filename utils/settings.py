@@ -37,6 +37,7 @@ SETTINGS = Schema((
     Param("add_train_shuffle", BOOL, default=False, doc="shuffle before that split"),
     Param("llm_config", ANY, doc="profiles: where, how they are made and loaded (LLM_CONFIG)"),
     Param("scenario", ANY, doc="the steps (utils/tmanager.py COMMANDS)"),
+    Param("cold_start", ANY, doc="cut chosen users' training history to k interactions (COLD_START)"),
 ), label="{}", open_=True, none_is_unset=False)
 DISTIL_KEYS = tuple(SETTINGS.names)
 
@@ -69,6 +70,10 @@ PREPROCESS_FROM_JSON = _schema("llm_config.preprocess_from_json", (
     Param("by", Kind(lambda v: v in ALIGNMENTS, "an alignment", f"use one of: {', '.join(ALIGNMENTS)}",
                      "{label}: unknown alignment {value!r}"), default="recbole", doc="how JSON ids meet RecBole's ids"),
     Param("entity", one_of("user", "item", words="user or item"), default="user", doc="whose profiles"),
+    Param("shuffle", Kind(lambda v: isinstance(v, bool) or INT.test(v) and 0 <= v < 2**32,
+                          "true, false or a seed (an integer of 0 or more)", "true gives each user another user's "
+                          "profile (the shuffled control), seeded by the experiment's seed"),
+          default=False, doc="the shuffled control: rows given to other users (true: seeded by seed)"),
 ))
 PREPROCESS_RANDOM = _schema("llm_config.preprocess_random", (
     Param("random", BOOL, default=False, doc="write random matrices"),
@@ -115,6 +120,7 @@ class Settings:
     add_train_shuffle: bool
     llm_config: LLMConfig
     scenario: list  # of Step
+    cold_start: dict | None = None  # {users: fraction or [raw ids], k: N, seed: S}: see check_cold_start
 
 
 def _listed(value):
@@ -229,8 +235,55 @@ def parse_settings(raw):
         add_train_shuffle=ours["add_train_shuffle"],
         llm_config=llm_config,
         scenario=scenario,
+        cold_start=check_cold_start(ours["cold_start"]),
     )
     return settings, recbole
+
+
+COLD_START_HINT = ("e.g. cold_start: {users: 0.2, k: 5, seed: 1} (a fraction of the users, or a list of raw user "
+                   "ids; items: ... for item-side cold start)")
+
+
+def _ids(value):
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value)
+    return NUMBER.test(value) and 0 < value <= 1
+
+
+COLD_START = _schema("cold_start", (
+    Param("users", Kind(_ids, "a fraction in (0, 1] or a non-empty list of user ids", COLD_START_HINT),
+          doc="which users: a fraction of them (drawn by seed) or their raw ids"),
+    Param("items", Kind(_ids, "a fraction in (0, 1] or a non-empty list of item ids", COLD_START_HINT),
+          doc="or which items (item-side cold start)"),
+    Param("k", Kind(lambda v: INT.test(v) and v >= 1, "an integer of 1 or more", "the training interactions each "
+                    "chosen user (item) keeps, e.g. 2, 5 or 10"), required=True,
+          doc="interactions each chosen user (item) keeps"),
+    Param("seed", Kind(lambda v: INT.test(v) and 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
+          doc="fixes the users (items) and the interactions kept (default: the experiment's seed)"),
+))
+
+
+def check_cold_start(value):
+    """``cold_start`` (:data:`COLD_START`): which users' (or items') training history is cut to ``k`` interactions,
+    validation and test untouched.
+
+    Returns:
+        None, or {users or items: a fraction in (0, 1] or a list of raw ids as strings, k: int >= 1, seed: int
+        (optional)}.
+    """
+    if value is None:
+        return None
+    value = COLD_START.check(value)
+    entities = [key for key in ("users", "items") if key in value]
+    if len(entities) != 1:
+        raise UserError(f"cold_start takes users or items (one of them), got {value!r}", COLD_START_HINT)
+    entity = entities[0]
+    if isinstance(value[entity], list):
+        value[entity] = [str(v) for v in value[entity]]
+        if len(set(value[entity])) != len(value[entity]):
+            raise UserError(f"cold_start.{entity} lists a{'n' if entity == 'items' else ''} {entity[:-1]} twice: "
+                            f"{value[entity]!r}", COLD_START_HINT)
+    return value
 
 
 def check_alpha(value):

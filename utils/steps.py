@@ -12,10 +12,12 @@ from recbole.utils import init_seed
 from recbole.utils.argument_list import dataset_arguments
 
 from . import wrapper as wrap
+from .data import cold_items_test_loader
 from .embeddings import describe, load_float_matrix, load_matrix, reduce_matrix, save_tensor
 from .errors import UserError, suggest
-from .evaluation import activity_line, alternative_config, metrics_line, test_loader, with_activity
+from .evaluation import activity_line, alternative_config, metrics_line, protocol_keys, test_loader, with_activity
 from .params import BOOL, INT, LAYER, STR, Param, Schema, one_of
+from .profiles import is_leaky_matrix, mark_leaky, refuse_unasked_leaky_matrix
 from .registry import get_loss_class
 from .settings import check_alpha, check_recbole_values, check_valid_metric
 from .trainer import build_trainer, safe_trainer_class
@@ -185,6 +187,7 @@ def _load_profiles(run, entity, file_name):
     llm = run.settings.llm_config
     expected = run.data.dataset.user_num if entity == "user" else run.data.dataset.item_num
     start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
+    refuse_unasked_leaky_matrix(run.embedding_path(file_name), llm)
     matrix = load_matrix(run.embedding_path(file_name), expected_rows=expected, start_with_1=start_with_1,
                          entity=entity)
     say(f"    {entity} profiles: {file_name} {describe(matrix)}")
@@ -235,6 +238,7 @@ def reduce_dim(run, params):
     if not source.is_file():
         raise UserError(f"reduce_dim input not found: {source.resolve()}",
                         "create it first (preprocess_from_json, preprocess_random or make_profiles.py)")
+    refuse_unasked_leaky_matrix(source, run.settings.llm_config)
     matrix = load_float_matrix(source)
     if "method" not in params:
         say("    no method named: UMAP, as in the original tool (method: pca for PCA)")
@@ -243,6 +247,7 @@ def reduce_dim(run, params):
     reduced, used = reduce_matrix(matrix, params["dimension"], method, seed=run.config["seed"],
                                    device=run.config["device"])
     save_tensor(reduced, target)
+    mark_leaky(target, is_leaky_matrix(source))
     run.record.add_part("reduce_dim", {"file_in": params["file_in"], "file_out": params["file_out"],
                                        "dimension": params["dimension"], "method": used})
     say(f"    {params['file_in']} {tuple(matrix.shape)} -> {used} -> {params['file_out']} {tuple(reduced.shape)}")
@@ -352,10 +357,21 @@ def train(run, params):
     record.set_part("bestmodel_file", run.trained_file)
     record.set_part("train_time_s", round(time.time() - started, 1))
     record.set_part("epochs_run", len(run.trainer.history or []))
+    record.set_part("best_epoch", best_epoch(run.trainer.history, run.trainer.valid_metric_bigger))
     say(f"    best valid {config['valid_metric']}: {best_score}")
     say(f"    best valid result: {metrics_line(best_result)}")
     if run.trained_file:
         say(f"    best model saved in {run.trained_file}")
+
+
+def best_epoch(history, bigger=True):
+    """The epoch whose validation score was the best (the model kept), or None without validation: with
+    ``epochs_run`` it tells a converged training (early stopping after the best) from one cut by ``epochs``."""
+    scored = [e for e in history or [] if "valid_score" in e]
+    if not scored:
+        return None
+    pick = max if bigger else min
+    return pick(scored, key=lambda e: e["valid_score"])["epoch"]
 
 
 def test_eval(run, params):
@@ -374,16 +390,34 @@ def test_eval(run, params):
         per_user = with_activity(per_user, run.data)
         run.history.setdefault(run.record.train_part, {})["test_per_user"] = per_user
         say(f"    by training activity: {activity_line(per_user)}")
+    if run.data.cold_items:
+        _cold_items_eval(run)
+
+
+def _cold_items_eval(run):
+    """Item-side cold start: the same evaluation on the cold items' test interactions only, journaled next to the
+    others as ``cold_items:<metric>``."""
+    loader = cold_items_test_loader(run.config, run.data)
+    if loader is None:
+        say("    cold items: none of them is in the test split")
+        return
+    result = run.trainer.evaluate(loader, load_best_model=run.trained_file is not None, model_file=run.trained_file,
+                                  show_progress=False)
+    result = {f"cold_items:{name}": value for name, value in result.items()}
+    run.record.set_part("best_test_res", {**run.record.part_value("best_test_res"), **result})
+    say(f"    test result (cold items' interactions only): {metrics_line(result)}")
 
 
 def _test_eval_as(run, params):
-    """Evaluate on the test split with another evaluation mode and/or metrics; results join best_test_res."""
+    """Evaluate on the test split with another evaluation mode and/or metrics; results join best_test_res, keyed
+    by the mode when it is not the experiment's (see :func:`utils.evaluation.protocol_keys`)."""
     config = alternative_config(run.config, params)
     loader = test_loader(config, run.data)
     trainer = safe_trainer_class(config["MODEL_TYPE"], config["model"])(config, run.model)
     load_best = run.trained_file is not None
     result = trainer.evaluate(loader, load_best_model=load_best, model_file=run.trained_file,
                               show_progress=bool(config["show_progress"]))
+    result = protocol_keys(result, config["eval_args"]["mode"]["test"], run.config["eval_args"]["mode"]["test"])
     merged = dict(run.record.part_value("best_test_res") or {})
     merged.update(result)
     run.record.set_part("best_test_res", merged)

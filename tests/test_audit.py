@@ -1,0 +1,346 @@
+"""The protocol audit (issue 15): leaky profiles on purpose and labelled, the shuffled control, two evaluation
+protocols from one training run, the audit generator, and the cold-start cut."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from helpers import ROOT, build, shrink
+from recbole.utils import init_seed
+
+import report
+import run_exps
+from utils.data import build_dataset, prepare_data
+from utils.embeddings import derangement
+from utils.errors import UserError
+from utils.experiment import prepare_llm_files
+from utils.journal import JournalRecord
+from utils.profiles import ProfileSpec, build_profiles, ensure_profiles, meta_path, read_meta
+from utils.settings import parse_settings
+
+
+@pytest.fixture(scope="module")
+def neumf():
+    config, data, _ = build("NeuMF")
+    return config, data
+
+
+def pairs(data, loader):
+    dataset = data.dataset
+    inter = loader.dataset.inter_feat
+    users = dataset.id2token(dataset.uid_field, inter[dataset.uid_field].numpy())
+    items = dataset.id2token(dataset.iid_field, inter[dataset.iid_field].numpy())
+    return set(zip(users, items, strict=True))
+
+
+# --- 1. leaky profiles --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_histories(neumf, tmp_path_factory):
+    config, data = neumf
+    folder = tmp_path_factory.mktemp("leaky")
+    for name, history in (("train.json", "train"), ("leaky.json", "all")):
+        build_profiles(ProfileSpec(to=name, encoder="tfidf", dim=8, history=history), config, data, folder,
+                       progress=False)
+    return folder
+
+
+def test_a_leaky_profile_includes_test_items_the_train_only_profile_does_not(neumf, two_histories):
+    config, data = neumf
+    train = {p["id"]: set(p["history"]) for p in json.loads((two_histories / "train.json").read_text())}
+    leaky = {p["id"]: set(p["history"]) for p in json.loads((two_histories / "leaky.json").read_text())}
+    test = pairs(data, data.test)
+    leaked = {(u, i) for u, items in leaky.items() for i in items if (u, i) in test}
+    assert leaked == test  # every test interaction is in some leaky profile's history ...
+    assert not {(u, i) for u, items in train.items() for i in items} & test  # ... and in no train-only one
+    meta = read_meta(two_histories / "leaky.json")
+    assert meta["history"] == "all" and meta["leaky"] is True
+    assert meta["profile_interactions"] > meta["split"]["train_interactions"]
+    assert read_meta(two_histories / "train.json")["leaky"] is False
+
+
+def test_leaky_profiles_are_rebuilt_for_a_scenario_that_asks_for_train_only(neumf, two_histories, tmp_path):
+    config, data = neumf
+    for suffix in ("", ".meta"):
+        (tmp_path / f"u{suffix}.json").write_bytes((two_histories / f"leaky{suffix}.json").read_bytes())
+    said = []
+    state = ensure_profiles(ProfileSpec(to="u.json", encoder="tfidf", dim=8), config, data, tmp_path, say=said.append)
+    assert state == "rebuilt" and "all interactions (leaky)" in said[-1]
+    assert read_meta(tmp_path / "u.json")["history"] == "train"
+
+
+def test_a_matrix_made_from_leaky_profiles_is_read_only_when_asked_for(tmp_path):
+    from utils.profiles import mark_leaky, refuse_unasked_leaky_matrix
+
+    matrix = tmp_path / "user8.pt"
+    torch.save(torch.zeros(3, 8), matrix)
+    train_only = parse_settings({"llm_config": {"build_profiles": {"to": "u.json"}}})[0].llm_config
+    asking = parse_settings({"llm_config": {"build_profiles": {"to": "u.json", "history": "all"}}})[0].llm_config
+    refuse_unasked_leaky_matrix(matrix, train_only)
+    mark_leaky(matrix, True)
+    with pytest.raises(UserError, match="user8.pt was made from leaky profiles"):
+        refuse_unasked_leaky_matrix(matrix, train_only)
+    refuse_unasked_leaky_matrix(matrix, asking)
+    mark_leaky(matrix, False)
+    refuse_unasked_leaky_matrix(matrix, train_only)
+
+
+def test_a_bad_history_is_one_line():
+    with pytest.raises(UserError, match="history must be train or all, got 'test'"):
+        ProfileSpec.from_config({"to": "u.json", "history": "test"})
+
+
+def test_a_scenario_reading_leaky_profiles_without_asking_for_them_fails_in_one_line(workdir, two_histories):
+    path = shrink("neumf/neumf_ml100k.yaml", workdir)
+    raw = yaml.safe_load(path.read_text())
+    llm = raw["llm_config"]
+    llm.pop("build_profiles")
+    folder = workdir / "emb" / "ml-100k"
+    folder.mkdir(parents=True)
+    name = llm["preprocess_from_json"]["from"]
+    (folder / name).write_bytes((two_histories / "leaky.json").read_bytes())
+    meta_path(folder / name).write_bytes(meta_path(two_histories / "leaky.json").read_bytes())
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    done = subprocess.run([sys.executable, str(ROOT / "run_exps.py"), str(path)], cwd=workdir, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("error:")]
+    assert f"{name} holds leaky profiles" in line and "history: all" in line
+
+
+# --- 2. the shuffled control --------------------------------------------------------------------------------------
+
+
+def test_derangement_moves_every_row_and_is_reproducible_by_seed():
+    order = derangement(500, seed=3)
+    assert sorted(order) == list(range(500)) and not (order == np.arange(500)).any()
+    assert (order == derangement(500, seed=3)).all() and not (order == derangement(500, seed=4)).all()
+
+
+def test_shuffled_matrix_is_a_row_permutation_of_the_real_one_without_fixed_rows(neumf, two_histories, tmp_path):
+    config, data = neumf
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    (folder / "p.json").write_bytes((two_histories / "train.json").read_bytes())
+    meta_path(folder / "p.json").write_bytes(meta_path(two_histories / "train.json").read_bytes())
+    convert = [{"from": "p.json", "to": "real.pt"}, {"from": "p.json", "to": "shuffled.pt", "shuffle": True},
+               {"from": "p.json", "to": "again.pt", "shuffle": True},
+               {"from": "p.json", "to": "other.pt", "shuffle": 5}]
+    settings, _ = parse_settings({"llm_config": {"embeddings_path": str(tmp_path), "preprocess_from_json": convert}})
+    record = JournalRecord("x.yaml", "x")
+    prepare_llm_files(settings, config, data, record)
+    real, shuffled, again, other = (torch.load(folder / f"{n}.pt") for n in ("real", "shuffled", "again", "other"))
+    matches = (shuffled[:, None, :] == real[None, :, :]).all(-1)  # [shuffled row, real row]
+    assert (matches.sum(1) >= 1).all()  # every shuffled row is some user's real profile
+    order = matches.float().argmax(1)
+    assert sorted(order.tolist()) == list(range(len(real)))  # a permutation of the rows
+    assert (order != torch.arange(len(real))).float().mean() > 0.99  # (almost) nobody keeps their own
+    assert torch.equal(shuffled, again) and not torch.equal(shuffled, other)  # seeded: the experiment's, or its own
+    assert "shuffled among users (seed 7)" in record.values["profiles"]
+
+
+def test_a_bad_shuffle_value_is_one_line():
+    with pytest.raises(UserError, match="shuffle must be true, false or a seed"):
+        parse_settings({"llm_config": {"preprocess_from_json": {"from": "a.json", "to": "a.pt", "shuffle": "yes"}}})
+
+
+# --- 3 and 4. the audit folder, both protocols, report ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def audit(tmp_path_factory):
+    """NeuMF's four audit variants (seed 1), one epoch per phase, run for real."""
+    root = tmp_path_factory.mktemp("audit")
+    generated = root / "generated"
+    subprocess.run([sys.executable, str(ROOT / "experiments/audit_ml100k/generate.py"), "--out", str(generated)],
+                   check=True, capture_output=True, timeout=120)
+    folder = root / "folder"
+    folder.mkdir()
+    for variant in ("baseline", "llmkt", "leaky", "shuffled"):
+        shrink(generated / f"neumf_{variant}_s1.yaml", folder)
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert run_exps.main([str(folder)]) == 0
+    finally:
+        os.chdir(cwd)
+    return folder
+
+
+def test_generated_audit_trains_every_variant_alike_and_evaluates_under_both_protocols(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "experiments/audit_ml100k/generate.py"), "--out", str(tmp_path)],
+                   check=True, capture_output=True, timeout=120)
+    assert len(list(tmp_path.glob("*.yaml"))) == 3 * 4 * 5
+    runs = {v: yaml.safe_load((tmp_path / f"simplex_{v}_s2.yaml").read_text())
+            for v in ("baseline", "llmkt", "leaky", "shuffled")}
+    epochs = {v: [s["set_config"]["epochs"] for s in r["scenario"] if "set_config" in s] for v, r in runs.items()}
+    assert len({tuple(e) for e in epochs.values()}) == 1 and epochs["baseline"] == [100, 100]
+    assert {r["stopping_step"] for r in runs.values()} == {10}
+    for raw in runs.values():
+        assert raw["scenario"][-1] == {"test_eval": {"mode": "uni100"}}
+    assert runs["leaky"]["llm_config"]["build_profiles"]["history"] == "all"
+    assert runs["shuffled"]["llm_config"]["preprocess_from_json"]["shuffle"] is True
+    assert runs["shuffled"]["llm_config"]["build_profiles"] == runs["llmkt"]["llm_config"]["build_profiles"]
+    assert "llm_config" not in runs["baseline"]
+
+
+def test_the_tuning_sweep_gives_the_baseline_the_budget_llmkt_had(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "experiments/audit_ml100k/generate.py"), "--tuning", "--out",
+                    str(tmp_path)], check=True, capture_output=True, timeout=120)
+    names = sorted(p.name for p in tmp_path.glob("*.yaml"))
+    for model, budget in (("neumf", 10), ("simplex", 3), ("multivae", 3)):
+        assert len([n for n in names if n.startswith(model)]) == (budget + 1) * 3
+    for path in tmp_path.glob("*.yaml"):
+        raw = yaml.safe_load(path.read_text())
+        assert raw["seed"] in (11, 12, 13) and not any("test_eval" in s for s in raw["scenario"])
+
+
+def test_both_protocols_are_journaled_side_by_side_with_epochs_and_labels(audit):
+    journal = pd.read_csv(audit / "audit_journal.csv", index_col=0)
+    assert len(journal) == 4 and set(journal["status"]) == {"done"}
+    for row in journal.to_dict("records"):
+        test = json.loads(row["train_1:best_test_res"])
+        assert {"ndcg@10", "uni100:ndcg@10", "hit@10", "uni100:hit@10"} <= set(test)
+        assert test["uni100:ndcg@10"] != test["ndcg@10"]  # no longer one overwriting the other
+        assert row["train_1:epochs_run"] == 1 and row["train_1:best_epoch"] == 0
+    profiles = dict(zip(journal["variant"], journal["profiles"].fillna(""), strict=False))
+    assert "leaky (history: all)" in profiles["leaky"] and "leaky" not in profiles["llmkt"]
+    assert "shuffled among users" in profiles["shuffled"] and profiles["baseline"] == ""
+    folder = audit / "emb" / "ml-100k"
+    assert (folder / "user_tfidf256_leaky_rs_s1.pt.leaky").is_file()  # the leak travels with the vectors ...
+    assert not (folder / "user_tfidf256_rs_s1.pt.leaky").exists()
+    assert not (folder / "user8.pt.leaky").exists()  # ... and leaves a reduced matrix rewritten from real profiles
+
+
+def test_report_compares_variants_under_each_protocol_and_marks_leaky_ones(audit, tmp_path, capsys):
+    assert report.main([str(audit), "--out", str(tmp_path), "--curves", "none"]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "## Protocol full (the experiments' own)" in text and "## Protocol uni100" in text
+    assert "**Leaky variants**" in text
+    (line,) = [x for x in text.splitlines() if x.startswith("- NeuMF (ndcg@10): ")]
+    assert ("same ordering" in line) != ("ordering CHANGES" in line) and "full: " in line and "uni100: " in line
+    assert (tmp_path / "bars_uni100.png").is_file()
+    runs = report.load_runs(report.find_journals(audit))
+    uni = report.by_protocol(runs)["uni100"]
+    values = uni[uni["variant"] == "llmkt"].sort_values("seed")["metrics"].map(lambda m: m["ndcg@10"])
+    journal = pd.read_csv(audit / "audit_journal.csv", index_col=0)
+    expected = [json.loads(c)["uni100:ndcg@10"] for c in journal[journal["variant"] == "llmkt"].sort_values("seed")[
+        "train_1:best_test_res"]]
+    assert list(values) == pytest.approx(expected)
+    assert "does the protocol change the ordering" in capsys.readouterr().out
+
+
+def test_split_protocols_keeps_the_main_protocol_apart():
+    metrics = {"ndcg@10": 0.3, "uni100:ndcg@10": 0.6, "auc": 0.7}
+    assert report.split_protocols(metrics, "full") == {"full": {"ndcg@10": 0.3, "auc": 0.7},
+                                                       "uni100": {"ndcg@10": 0.6}}
+
+
+# --- 5. cold start ------------------------------------------------------------------------------------------------
+
+
+def prepared(config, cold_start):
+    init_seed(config["seed"], True)
+    return prepare_data(config, build_dataset(config), cold_start=cold_start)
+
+
+def train_counts(data):
+    users = data.train_dataset.inter_feat[data.dataset.uid_field].numpy()
+    return np.bincount(users, minlength=data.dataset.user_num)
+
+
+def test_cold_start_cuts_exactly_k_training_interactions_of_the_chosen_users_only(neumf):
+    config, _ = neumf
+    whole = prepared(config, None)
+    cut = prepared(config, {"users": 0.2, "k": 5})
+    cold = sorted(cut.cold_users)
+    present = np.flatnonzero(train_counts(whole))
+    assert len(cold) == round(0.2 * len(present))
+    assert (train_counts(cut)[cold] == 5).all()
+    others = np.setdiff1d(present, cold)
+    assert (train_counts(cut)[others] == train_counts(whole)[others]).all()
+    whole_train, cut_train = pairs(whole, whole.train_parts[-1]), pairs(cut, cut.train_parts[-1])
+    assert cut_train < whole_train
+    tokens = set(whole.dataset.id2token(whole.dataset.uid_field, np.array(cold)))
+    assert {u for u, _ in whole_train - cut_train} <= tokens  # only the cold users lost interactions
+    assert pairs(cut, cut.valid) == pairs(whole, whole.valid) and pairs(cut, cut.test) == pairs(whole, whole.test)
+
+
+def test_cold_start_is_reproducible_by_seed_and_takes_a_list_of_users(neumf):
+    config, _ = neumf
+    first, again = prepared(config, {"users": 0.1, "k": 2}), prepared(config, {"users": 0.1, "k": 2})
+    assert first.cold_users == again.cold_users
+    assert pairs(first, first.train_parts[-1]) == pairs(again, again.train_parts[-1])
+    assert prepared(config, {"users": 0.1, "k": 2, "seed": 99}).cold_users != first.cold_users
+    user = first.dataset.id2token(first.dataset.uid_field, np.array([1]))[0]
+    listed = prepared(config, {"users": [user], "k": 10})
+    assert listed.cold_users == {1} and train_counts(listed)[1] == 10
+
+
+def test_item_side_cold_start_cuts_exactly_k_training_interactions_of_the_chosen_items_only(neumf):
+    config, _ = neumf
+    whole = prepared(config, None)
+    cut = prepared(config, {"items": 0.1, "k": 2})
+    field = whole.dataset.iid_field
+    counts = [np.bincount(d.train_dataset.inter_feat[field].numpy(), minlength=d.dataset.item_num) for d in (whole,
+                                                                                                              cut)]
+    cold = sorted(cut.cold_items)
+    assert cold and not cut.cold_users and (counts[1][cold] == 2).all() and (counts[0][cold] > 2).all()
+    others = np.setdiff1d(np.arange(whole.dataset.item_num), cold)
+    assert (counts[1][others] == counts[0][others]).all()
+    assert pairs(cut, cut.valid) == pairs(whole, whole.valid) and pairs(cut, cut.test) == pairs(whole, whole.test)
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"users": 0, "k": 5}, "users must be a fraction in"), ({"users": 1.5, "k": 5}, "users must be a fraction in"),
+    ({"users": [], "k": 5}, "users must be a fraction in"), ({"users": 0.2, "k": 0}, "k must be an integer"),
+    ({"users": 0.2, "k": "5"}, "k must be an integer"), ({"users": 0.2}, "missing key 'k' in cold_start"),
+    ({"users": 0.2, "k": 5, "sead": 1}, "unknown key 'sead' in cold_start; did you mean 'seed'"),
+    ({"users": ["1", "1"], "k": 5}, "lists a user twice"), ("0.2", "cold_start must be a mapping"),
+    ({"users": 0.2, "items": 0.1, "k": 5}, "cold_start takes users or items"), ({"k": 5}, "users or items"),
+    ({"items": 2, "k": 5}, "items must be a fraction in"),
+])
+def test_bad_cold_start_values_are_one_line(value, message):
+    with pytest.raises(UserError, match=message) as caught:
+        parse_settings({"cold_start": value})
+    assert "\n" not in caught.value.line()
+
+
+def test_a_listed_user_that_cannot_be_cut_is_one_line(neumf):
+    config, data = neumf
+    with pytest.raises(UserError, match="user 'nobody' is not in the dataset"):
+        prepared(config, {"users": ["nobody"], "k": 2})
+    user = data.dataset.id2token(data.dataset.uid_field, np.array([1]))[0]
+    with pytest.raises(UserError, match="fewer than k=500"):
+        prepared(config, {"users": [user], "k": 500})
+
+
+def test_cold_users_are_journaled_and_reported_apart(workdir, tmp_path):
+    path = shrink("neumf/neumf_ml100k.yaml", workdir, extra={"cold_start": {"users": 0.3, "k": 2, "seed": 4}})
+    assert run_exps.main([str(path)]) == 0
+    (row,) = pd.read_csv(path.parent / "neumf_journal.csv", index_col=0).to_dict("records")
+    cold = json.loads(row["cold_start"])
+    assert cold["k"] == 2 and cold["cut_users"] > 50
+    history = json.loads((path.parent / row["history_file"]).read_text())
+    per_user = history["parts"]["1"]["test_per_user"]
+    flagged = [a for a, c in zip(per_user["activity"], per_user["cold"], strict=True) if c]
+    assert len(flagged) == cold["cut_users"] and set(flagged) == {2}
+    assert report.main([str(path.parent / "neumf_journal.csv"), "--out", str(tmp_path), "--curves", "none"]) == 0
+    assert "## Test NDCG@10 of the cold-start users" in (tmp_path / "report.md").read_text()
+
+
+def test_cold_items_are_evaluated_apart_in_the_same_journal_cell(workdir):
+    path = shrink("neumf/neumf_ml100k.yaml", workdir, extra={"cold_start": {"items": 0.2, "k": 1}})
+    assert run_exps.main([str(path)]) == 0
+    (row,) = pd.read_csv(path.parent / "neumf_journal.csv", index_col=0).to_dict("records")
+    assert json.loads(row["cold_start"])["cut_items"] > 50
+    test = json.loads(row["train_1:best_test_res"])
+    assert 0.0 <= test["cold_items:recall@10"] <= 1.0 and test["cold_items:ndcg@10"] != test["ndcg@10"]
