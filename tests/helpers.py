@@ -80,6 +80,31 @@ def shrink(experiment, workdir, *, short_form=False, width=8, epochs=1, extra=No
     return path
 
 
+def run_generated(generator, names, root):
+    """Generate a sweep with ``generator`` (a script under experiments/), shrink the experiments ``names`` into
+    ``root/folder`` and run that folder for real from ``root``; returns the folder."""
+    import os
+    import subprocess
+    import sys
+
+    import run_exps
+
+    generated = root / "generated"
+    subprocess.run([sys.executable, str(EXPERIMENTS / generator), "--out", str(generated)],
+                   check=True, capture_output=True, timeout=120)
+    folder = root / "folder"
+    folder.mkdir()
+    for name in names:
+        shrink(generated / f"{name}.yaml", folder)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert run_exps.main([str(folder)]) == 0
+    finally:
+        os.chdir(cwd)
+    return folder
+
+
 def build(model_name, **overrides):
     """(config, data bundle, model) for a real RecBole model on a small slice of ml-100k."""
     from recbole.utils import init_seed

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers import ROOT, build, shrink
+from helpers import ROOT, build, run_generated, shrink
 from recbole.utils import init_seed
 
 import report
@@ -156,23 +156,8 @@ def test_a_bad_shuffle_value_is_one_line():
 @pytest.fixture(scope="module")
 def audit(tmp_path_factory):
     """NeuMF's four audit variants (seed 1), one epoch per phase, run for real."""
-    root = tmp_path_factory.mktemp("audit")
-    generated = root / "generated"
-    subprocess.run([sys.executable, str(ROOT / "experiments/audit_ml100k/generate.py"), "--out", str(generated)],
-                   check=True, capture_output=True, timeout=120)
-    folder = root / "folder"
-    folder.mkdir()
-    for variant in ("baseline", "llmkt", "leaky", "shuffled"):
-        shrink(generated / f"neumf_{variant}_s1.yaml", folder)
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert run_exps.main([str(folder)]) == 0
-    finally:
-        os.chdir(cwd)
-    return folder
+    names = [f"neumf_{variant}_s1" for variant in ("baseline", "llmkt", "leaky", "shuffled")]
+    return run_generated("audit_ml100k/generate.py", names, tmp_path_factory.mktemp("audit"))
 
 
 def test_generated_audit_trains_every_variant_alike_and_evaluates_under_both_protocols(tmp_path):

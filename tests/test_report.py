@@ -8,10 +8,9 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT, shrink
+from helpers import ROOT, run_generated
 
 import report
-import run_exps
 
 pytestmark = pytest.mark.e2e
 
@@ -19,23 +18,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def benchmark(tmp_path_factory):
     """NeuMF baseline and LLM-KT, seeds 1 and 2, one epoch per phase, run for real."""
-    root = tmp_path_factory.mktemp("bench")
-    generated = root / "generated"
-    subprocess.run([sys.executable, str(ROOT / "experiments/benchmark_ml100k/generate.py"), "--out", str(generated)],
-                   check=True, capture_output=True, timeout=120)
-    folder = root / "folder"
-    folder.mkdir()
-    for name in ("neumf_baseline_s1", "neumf_llmkt_s1", "neumf_baseline_s2", "neumf_llmkt_s2"):
-        shrink(generated / f"{name}.yaml", folder)
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert run_exps.main([str(folder)]) == 0
-    finally:
-        os.chdir(cwd)
-    return folder
+    names = ("neumf_baseline_s1", "neumf_llmkt_s1", "neumf_baseline_s2", "neumf_llmkt_s2")
+    return run_generated("benchmark_ml100k/generate.py", names, tmp_path_factory.mktemp("bench"))
 
 
 def test_generated_benchmark_pairs_variants_on_the_same_split(tmp_path):
