@@ -18,8 +18,9 @@ The models, their RecBole settings, the split and the distillation chosen on val
 """
 
 import argparse
-import importlib.util
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
@@ -27,12 +28,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def _load_benchmark():
-    """experiments/benchmark_ml100k/generate.py as a module (the experiments folder is no package)."""
-    path = HERE.parent / "benchmark_ml100k" / "generate.py"
-    spec = importlib.util.spec_from_file_location("benchmark_generate", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """experiments/benchmark_ml100k/generate.py's names (the experiments folder is no package)."""
+    return SimpleNamespace(**runpy.run_path(str(HERE.parent / "benchmark_ml100k" / "generate.py")))
 
 
 bench = _load_benchmark()

@@ -13,8 +13,9 @@ loss in phase 1. Profiles are written from the training split (template source, 
 Adding a model is one entry in RANKING or CTR, a seed one number in SEEDS, a dataset one entry in DATASETS.
 """
 
-import importlib.util
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
@@ -22,12 +23,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def _benchmark_generator():
-    """experiments/benchmark_ml100k/generate.py as a module (a script folder, not a package)."""
-    path = HERE.parent / "benchmark_ml100k" / "generate.py"
-    spec = importlib.util.spec_from_file_location("benchmark_generate", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """experiments/benchmark_ml100k/generate.py's names (the experiments folder is no package)."""
+    return SimpleNamespace(**runpy.run_path(str(HERE.parent / "benchmark_ml100k" / "generate.py")))
 
 SEEDS = [42]
 
