@@ -1,10 +1,13 @@
 """Freed tensor memory stays in the process: a repeated step does not page-fault its buffers back in.
 
-Each case runs in a fresh interpreter (malloc's settings are per process); page faults are counted, not time.
+Each case runs in a fresh interpreter (malloc's settings are per process); page faults are counted, not time,
+step by step: the heap may still grow during the first few steps (how many depends on the machine), so the median
+step is what is compared.
 """
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +27,12 @@ def step():  # the shape of an optimizer step: a few 4 MiB temporaries, allocate
     y = x.sqrt().add_(1)
     return float(y.addcdiv(x, y).sum())
 step()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+faults = []
 for _ in range(50):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     step()
-print(json.dumps({{"applied": applied, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}}))
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({{"applied": applied, "faults": faults}}))
 """
 
 
@@ -45,7 +50,7 @@ PAGES_PER_STEP = 3 * (4 << 20) // 4096  # three 4 MiB buffers, if each were faul
 def test_repeated_steps_reuse_their_memory_without_page_faults():
     result = run_steps()
     assert result["applied"]
-    assert result["faults"] < 0.05 * 50 * PAGES_PER_STEP
+    assert statistics.median(result["faults"]) < 0.05 * PAGES_PER_STEP
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
@@ -53,4 +58,4 @@ def test_a_malloc_tunable_in_the_environment_is_left_alone():
     # the settings this would override are the user's: and with them every step faults its pages in again
     result = run_steps(MALLOC_TRIM_THRESHOLD_="0", MALLOC_MMAP_THRESHOLD_="131072")
     assert not result["applied"]
-    assert result["faults"] > 0.5 * 50 * PAGES_PER_STEP
+    assert statistics.median(result["faults"]) > 0.5 * PAGES_PER_STEP
