@@ -209,30 +209,80 @@ def describe_person(attributes):
     return ", ".join(parts)
 
 
+class Rows:
+    """One user's (or item's) interactions as plain columns, in history order: ``items`` (str), ``ratings`` and
+    ``times`` (float, NaN where unknown). Profiles are written per user; plain lists keep that a few microseconds
+    each instead of a pandas frame's milliseconds (ml-100k: 0.5 s for all users instead of 7 s)."""
+
+    __slots__ = ("items", "ratings", "times")
+
+    def __init__(self, items=(), ratings=(), times=()):
+        self.items, self.ratings, self.times = list(items), list(ratings), list(times)
+
+    def __len__(self):
+        return len(self.items)
+
+    def rated(self):
+        """(item, rating, time) of the rows that have a rating."""
+        return [(i, r, t) for i, r, t in zip(self.items, self.ratings, self.times, strict=True) if r == r]
+
+
+def group_rows(history, key):
+    """``history`` (columns user, item, rating, time) as {``key`` value: Rows}, each in history order."""
+    groups = {}
+    columns = (history[key].tolist(), history["item"].tolist(), history["rating"].tolist(), history["time"].tolist())
+    for owner, item, rating, moment in zip(*columns, strict=True):
+        rows = groups.get(owner)
+        if rows is None:
+            rows = groups[owner] = Rows()
+        rows.items.append(item)
+        rows.ratings.append(float(rating))
+        rows.times.append(float(moment))
+    return groups
+
+
+def _best_first(entry):
+    """Sort key: rating high to low, then time late to early (unknown last), then item id."""
+    _, rating, moment = entry
+    return (rating != rating, -rating if rating == rating else 0.0, moment != moment,
+            -moment if moment == moment else 0.0, entry[0])
+
+
+def _worst_first(entry):
+    """Sort key: rating low to high, then time late to early (unknown last), then item id."""
+    _, rating, moment = entry
+    return (rating, moment != moment, -moment if moment == moment else 0.0, entry[0])
+
+
+def _mean(values):
+    return float(np.mean(np.asarray(values, dtype=np.float64)))
+
+
 def user_facts(user, rows, users, items, fields):
-    """The facts a user profile states, from that user's training rows (columns item, rating, time)."""
-    rated = rows.dropna(subset=["rating"])
-    liked = rated[rated["rating"] >= fields.like_threshold]["item"] if len(rated) else rows["item"]
-    disliked = rated[rated["rating"] <= fields.dislike_threshold]["item"] if len(rated) else []
+    """The facts a user profile states, from that user's training :class:`Rows`."""
+    rated = rows.rated()
+    liked = [i for i, r, _ in rated if r >= fields.like_threshold] if rated else rows.items
+    disliked = [i for i, r, _ in rated if r <= fields.dislike_threshold]
     genre_like = Counter(g for item in liked for g in items.get(item, {}).get("genres", []))
     genre_dislike = Counter(g for item in disliked for g in items.get(item, {}).get("genres", []))
-    decades = Counter(d for item in rows["item"] if (d := _decade(items.get(item, {}).get("year"))))
-    ordered = rated.sort_values(["rating", "time", "item"], ascending=[False, False, True])
-    top = [_title(i, items) for i in ordered[ordered["rating"] >= fields.like_threshold]["item"].head(5)]
-    low = ordered[ordered["rating"] <= fields.dislike_threshold].sort_values(["rating", "time", "item"],
-                                                                             ascending=[True, False, True])
+    decades = Counter(d for item in rows.items if (d := _decade(items.get(item, {}).get("year"))))
+    ordered = sorted(rated, key=_best_first)
+    top = [_title(i, items) for i, r, _ in ordered if r >= fields.like_threshold][:5]
+    low = sorted((entry for entry in rated if entry[1] <= fields.dislike_threshold), key=_worst_first)
+    ratings = [r for _, r, _ in rated]
     return {
         "id": user,
         "person": describe_person(users.get(user, {})),
-        "count": int(len(rows)),
-        "mean_rating": float(rated["rating"].mean()) if len(rated) else None,
-        "liked_share": round(100 * float((rated["rating"] >= fields.like_threshold).mean())) if len(rated) else None,
+        "count": len(rows),
+        "mean_rating": _mean(ratings) if rated else None,
+        "liked_share": round(100 * (sum(r >= fields.like_threshold for r in ratings) / len(ratings))) if rated
+        else None,
         "favourite_genres": _shares(genre_like),
         "disliked_genres": _shares(genre_dislike),
         "decades": _shares(decades),
         "top_rated": top,
-        "low_rated": [_title(i, items) for i in low["item"].head(3)],
-        "history": sorted(rows["item"].unique().tolist(), key=lambda t: (len(t), t)),
+        "low_rated": [_title(i, items) for i, _, _ in low[:3]],
+        "history": sorted(set(rows.items), key=lambda t: (len(t), t)),
     }
 
 
@@ -264,11 +314,11 @@ def user_text(facts, fields):
 
 def user_prompt(facts, rows, items, fields, limit=60):
     """What the LLM is asked: the same facts, and the rated titles themselves."""
-    rated = rows.sort_values(["rating", "time", "item"], ascending=[False, False, True], na_position="last")
+    rated = sorted(zip(rows.items, rows.ratings, rows.times, strict=True), key=_best_first)[:limit]
     history = "\n".join(
-        f"- {_title(item, items)}" + (f": {rating:g} stars" if pd.notna(rating) else "")
+        f"- {_title(item, items)}" + (f": {rating:g} stars" if rating == rating else "")
         + (f" [{', '.join(items[item]['genres'])}]" if items.get(item, {}).get("genres") else "")
-        for item, rating in zip(rated["item"].head(limit), rated["rating"].head(limit), strict=True)
+        for item, rating, _ in rated
     )
     return (
         f"Write a profile of this user's {fields.noun} tastes in 3 to 5 sentences.\n"
@@ -278,15 +328,17 @@ def user_prompt(facts, rows, items, fields, limit=60):
 
 
 def item_facts(item, rows, items, fields):
-    rated = rows.dropna(subset=["rating"])
+    """The facts an item profile states, from that item's training :class:`Rows`."""
+    ratings = [r for _, r, _ in rows.rated()]
     info = items.get(item, {})
     return {
         "id": item,
         "title": _title(item, items),
         "genres": info.get("genres", []),
-        "count": int(len(rows)),
-        "mean_rating": float(rated["rating"].mean()) if len(rated) else None,
-        "liked_share": round(100 * float((rated["rating"] >= fields.like_threshold).mean())) if len(rated) else None,
+        "count": len(rows),
+        "mean_rating": _mean(ratings) if ratings else None,
+        "liked_share": round(100 * (sum(r >= fields.like_threshold for r in ratings) / len(ratings))) if ratings
+        else None,
     }
 
 
@@ -415,16 +467,16 @@ def profile_texts(spec, config, data, history):
     if spec.entity == "user":
         users = user_table(config, fields)
         ids = [str(t) for t in dataset.field2id_token[dataset.uid_field][1:]]
-        groups = dict(tuple(history.groupby("user")))
-        empty = history.iloc[0:0]
+        groups = group_rows(history, "user")
+        empty = Rows()
         facts = {u: user_facts(u, groups.get(u, empty), users, items, fields) for u in ids}
         texts = {u: user_text(facts[u], fields) for u in ids}
         prompts = {u: user_prompt(facts[u], groups.get(u, empty), items, fields) for u in ids}
         extras = {u: {"history": facts[u]["history"]} for u in ids}
     else:
         ids = [str(t) for t in dataset.field2id_token[dataset.iid_field][1:]]
-        groups = dict(tuple(history.groupby("item")))
-        empty = history.iloc[0:0]
+        groups = group_rows(history, "item")
+        empty = Rows()
         facts = {i: item_facts(i, groups.get(i, empty), items, fields) for i in ids}
         texts = {i: item_text(facts[i], fields) for i in ids}
         prompts = {i: item_prompt(facts[i], fields) for i in ids}
