@@ -5,6 +5,7 @@
 ``check_setting_names`` refuses a RecBole setting one typo away from a real one.
 """
 
+import functools
 from pathlib import Path
 
 import yaml
@@ -166,8 +167,10 @@ class ExperimentConfig(Config):
                                                              self.final_config_dict.get("gpu_id"))
 
 
+@functools.lru_cache(maxsize=1)
 def recbole_setting_names():
-    """Every setting name RecBole itself knows: its argument lists and every key of its bundled YAML files."""
+    """Every setting name RecBole itself knows: its argument lists and every key of its bundled YAML files (read
+    once per process: about a hundred files, a quarter of a second)."""
     import recbole
     from recbole.utils import argument_list
 
@@ -183,7 +186,7 @@ def recbole_setting_names():
             continue
         if isinstance(data, dict):
             names |= set(data)
-    return names
+    return frozenset(names)
 
 
 def check_setting_names(recbole_settings, model_class):
