@@ -16,6 +16,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault(name, "1")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``long`` (5 s or more) first, each file's in their order: under ``pytest -n 2`` a long test
+    picked up last would keep one worker busy after the other has finished."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """A temporary working directory (RecBole writes log/ and saved/ relative to it)."""

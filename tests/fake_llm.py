@@ -27,7 +27,9 @@ class FakeAPI:
     Attributes:
         counts: requests received per path.
         forced: statuses returned, one per request, before any success.
-        retry_after: the Retry-After header sent with forced statuses (None: no header).
+        retry_after: the Retry-After header sent with forced statuses and failures: a hundredth of a second unless
+            a test sets it, so that retries do not wait the openai package's own backoff (half a second and more);
+            None: no header.
         delay: seconds each request takes.
         fail_after: after this many successful completions every completion fails with ``fail_status``.
         reply: a JSON body returned as is instead of a real answer.
@@ -41,7 +43,7 @@ class FakeAPI:
         self.lock = threading.Lock()
         self.counts = Counter()
         self.forced = []
-        self.retry_after = None
+        self.retry_after = "0.01"
         self.delay = 0.0
         self.fail_after = None
         self.fail_status = 500

@@ -188,6 +188,8 @@ def test_the_tuning_sweep_gives_the_baseline_the_budget_llmkt_had(tmp_path):
         assert raw["seed"] in (11, 12, 13) and not any("test_eval" in s for s in raw["scenario"])
 
 
+@pytest.mark.long
+@pytest.mark.xdist_group("audit")  # one worker builds the module fixture once
 def test_both_protocols_are_journaled_side_by_side_with_epochs_and_labels(audit):
     journal = pd.read_csv(audit / "audit_journal.csv", index_col=0)
     assert len(journal) == 4 and set(journal["status"]) == {"done"}
@@ -205,6 +207,8 @@ def test_both_protocols_are_journaled_side_by_side_with_epochs_and_labels(audit)
     assert not (folder / "user8.pt.leaky").exists()  # ... and leaves a reduced matrix rewritten from real profiles
 
 
+@pytest.mark.long
+@pytest.mark.xdist_group("audit")  # one worker builds the module fixture once
 def test_report_compares_variants_under_each_protocol_and_marks_leaky_ones(audit, tmp_path, capsys):
     assert report.main([str(audit), "--out", str(tmp_path), "--curves", "none"]) == 0
     text = (tmp_path / "report.md").read_text()

@@ -155,6 +155,7 @@ def test_a_mistyped_command_fails_fast_with_one_line_and_no_training(workdir):
     assert not (workdir / "saved").exists()
 
 
+@pytest.mark.long
 def test_autoint_plain_llmkt_and_kar_in_one_folder_journal_auc_and_ndcg(workdir):
     folder = workdir / "kar"
     folder.mkdir()

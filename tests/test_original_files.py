@@ -134,6 +134,7 @@ def test_kar_file_with_the_original_names_and_keys_trains(workdir, capfd):
     assert "user_profile_json" in note and "output_kar_dim" in note
 
 
+@pytest.mark.long
 def test_reduce_dim_without_a_method_runs_umap_and_says_so(workdir, capfd):
     write_profiles(workdir, "ml-100k", range(1, 944))
     path = place("05_neumf_reduce_dim_default.yaml", workdir)

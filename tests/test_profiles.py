@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers import ROOT, build, shrink
 
+import make_profiles
 from utils.embeddings import profiles_to_matrix, read_profiles
 from utils.errors import UserError
 from utils.profiles import (
@@ -184,18 +185,13 @@ def test_minilm_encodes_offline_with_the_bundled_model(monkeypatch):
     assert cosine[0, 2] > cosine[0, 1]
 
 
-def test_umap_is_used_when_installed_and_refused_clearly_when_not():
+def test_umap_missing_is_refused_clearly(monkeypatch):
+    # with umap-learn installed, test_original_files runs reduce_dim's default method (umap) for real
     from utils.embeddings import reduce_matrix
 
-    matrix = torch.randn(60, 12)
-    try:
-        import umap  # noqa: F401
-    except ImportError:
-        with pytest.raises(UserError, match="umap-learn.*method: pca"):
-            reduce_matrix(matrix, 4, "umap")
-    else:
-        reduced, method = reduce_matrix(matrix, 4, "umap")
-        assert reduced.shape == (60, 4) and method == "umap"
+    monkeypatch.setitem(sys.modules, "umap", None)  # as if not installed: ``import umap`` raises ImportError
+    with pytest.raises(UserError, match="umap-learn.*method: pca"):
+        reduce_matrix(torch.randn(60, 12), 4, "umap")
 
 
 def test_make_profiles_cli_writes_profiles_and_metadata(workdir):
@@ -209,12 +205,12 @@ def test_make_profiles_cli_writes_profiles_and_metadata(workdir):
     assert meta["encoder"] == "tfidf" and meta["split"]["seed"] == 42 and len(read_profiles(out)) == 446
 
 
-def test_make_profiles_cli_reports_a_bad_config_in_one_line(workdir):
+def test_make_profiles_cli_reports_a_bad_config_in_one_line(workdir, capsys):
     bad = workdir / "bad.yaml"
     bad.write_text("model: NeuMF\ndataset: ml-100k\nscenario: [{'trian': None}]\n")
-    done = subprocess.run([sys.executable, str(ROOT / "make_profiles.py"), "--config", str(bad)], cwd=workdir,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "Traceback" not in done.stderr and "did you mean 'train'" in done.stderr
+    assert make_profiles.main(["--config", str(bad)]) == 2  # the script's own exit: the test above
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "did you mean 'train'" in err
 
 
 def test_an_unknown_llm_option_is_one_line_naming_the_known_ones():

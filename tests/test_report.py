@@ -37,6 +37,8 @@ def test_generated_benchmark_pairs_variants_on_the_same_split(tmp_path):
     assert len(list(tmp_path.glob("*.yaml"))) == 3 * 2 * 5 + 5  # + the random-vector control of NeuMF
 
 
+@pytest.mark.long
+@pytest.mark.xdist_group("report")  # one worker builds the module fixture once
 def test_history_records_both_losses_and_validation_per_epoch(benchmark):
     journal = pd.read_csv(benchmark / "benchmark_journal.csv", index_col=0)
     row = journal[journal["variant"] == "llmkt"].iloc[0]
@@ -52,6 +54,8 @@ def test_history_records_both_losses_and_validation_per_epoch(benchmark):
     assert np.mean(per_user["ndcg@10"]) == pytest.approx(test["ndcg@10"], abs=1e-3)
 
 
+@pytest.mark.long
+@pytest.mark.xdist_group("report")  # one worker builds the module fixture once
 def test_report_tables_plots_and_paired_tests(benchmark, tmp_path, capsys):
     assert report.main([str(benchmark), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
