@@ -157,7 +157,8 @@ class Meter:
 
 
 def make_config(workdir, name, model):
-    from utils.utils import ExperimentConfig, get_model_class
+    from utils.config_loading import ExperimentConfig
+    from utils.registry import get_model_class
 
     settings = {"use_gpu": False, "state": "ERROR", "seed": 2020, "reproducibility": True, "epochs": 1,
                 "data_path": str(workdir), "checkpoint_dir": str(workdir / "saved"), "show_progress": False,
@@ -228,7 +229,7 @@ def train_steps(meter, model_name, config, data, profiles):
 
 
 def data_model(model_name, config, data):
-    from utils.utils import get_model_class
+    from utils.registry import get_model_class
 
     return get_model_class(model_name)(config, data.train_dataset)
 
