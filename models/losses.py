@@ -79,6 +79,8 @@ def find_loss(name, modules=(__name__,)):
 
 def as_rows(tensor):
     """View a batch tensor as 2-D rows: ``[B, ...] -> [B, prod(...)]``."""
+    if tensor.dim() == 2:  # already rows: no reshape, so no extra node in the autograd graph of every batch
+        return tensor
     if tensor.dim() == 1:
         return tensor.unsqueeze(1)
     return tensor.reshape(tensor.shape[0], -1)
@@ -196,6 +198,10 @@ class DistilLoss(nn.Module):
                 ``particular``; the message gives both shapes.
         """
         hidden = as_rows(hidden)
+        rows, columns = hidden.shape
+        width = target.shape[1]
+        if rows == target.shape[0] and (columns == width or (self.particular and columns > width)):
+            return hidden[:, :width] if columns > width else hidden  # every batch comes here: no more work
         shapes = f"hooked {tuple(hidden.shape)} vs profiles {tuple(target.shape)}"
         if hidden.shape[0] != target.shape[0]:
             raise UserError(
@@ -203,7 +209,6 @@ class DistilLoss(nn.Module):
                 f"{target.shape[0]} ({shapes})",
                 "hook a layer whose rows follow the batch, or use a loss that selects rows (e.g. for graph models)",
             )
-        width = target.shape[1]
         if self.particular:
             if hidden.shape[1] < width:
                 raise UserError(
