@@ -10,7 +10,9 @@ in one process, the variants in alternation, median of ``--repeats`` per variant
 - ``plain``: ``model.calculate_loss(batch).backward()``;
 - ``wrapped``: ``distiller(batch).backward()``: hooks, the loss, the weighting, the bookkeeping;
 - ``loss ops``: the distillation's tensor operations alone, forward and backward, on a detached copy of the hooked
-  output (gather the batch users' rows, slice, MSE, root, the weighting) in a function with no wrapper around it.
+  output (gather the batch users' rows, slice, MSE, root, the weighting) in a function with no wrapper around it;
+- ``plain step`` / ``wrapped step``: a whole optimizer step (zero_grad, forward, backward, Adam's step), the
+  data loading being all an epoch adds.
 
 ``wrapped - plain - loss ops`` is then what the wrapper's Python adds. The epoch-level ratio of ``overhead.py`` is
 about ``(step + extra) / step`` where a step also holds the data loading and Adam (measured there).
@@ -61,16 +63,30 @@ def measure(batch, repeats):
         model.zero_grad(set_to_none=True)
         distiller(interaction).backward()
 
+    plain_optimizer, optimizer = built["plain"][0].optimizer, trainer.optimizer
+
+    def plain_step():
+        plain_optimizer.zero_grad()
+        plain_model.calculate_loss(interaction).backward()
+        plain_optimizer.step()
+
+    def wrapped_step():
+        optimizer.zero_grad()
+        distiller(interaction).backward()
+        optimizer.step()
+
     def loss_ops():  # NeumfUserRMSE's arithmetic and the weighting, without the wrapper
         target = loss.llm_user_emb.index_select(0, users)
         distil = torch.sqrt(torch.nn.functional.mse_loss(hidden[:, : target.shape[1]], target) + 1e-12)
         ((1.0 - alpha) * model_loss + alpha * distil).backward()
 
-    for function in (plain, wrapped, loss_ops):  # warm-up
+    functions = {"plain": plain, "wrapped": wrapped, "loss ops": loss_ops, "plain step": plain_step,
+                 "wrapped step": wrapped_step}
+    for function in functions.values():  # warm-up
         timed(function, 20)
-    runs = {"plain": [], "wrapped": [], "loss ops": []}
+    runs = {name: [] for name in functions}
     for _ in range(repeats // 20):  # alternate in rounds of 20, so that drift of the machine hits all alike
-        for name, function in (("plain", plain), ("wrapped", wrapped), ("loss ops", loss_ops)):
+        for name, function in functions.items():
             runs[name] += timed(function, 20)
     distiller.pop_epoch_losses()
     return {name: statistics.median(times) * 1e6 for name, times in runs.items()}
@@ -82,12 +98,14 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, nargs="+", default=[256, 2048], help="batch sizes")
     args = parser.parse_args(argv)
     print("NeuMF on ml-100k, one fixed batch, forward + backward; median microseconds per batch")
-    print(f"{'batch':>6} {'plain':>9} {'wrapped':>9} {'extra':>8} {'loss ops':>9} {'wrapper Python':>15}")
+    print(f"{'batch':>6} {'plain':>9} {'wrapped':>9} {'extra':>8} {'loss ops':>9} {'wrapper Python':>15} "
+          f"{'plain step':>11} {'wrapped step':>13} {'step ratio':>11}")
     for batch in args.batches:
         us = measure(batch, args.repeats)
         extra = us["wrapped"] - us["plain"]
         print(f"{batch:>6} {us['plain']:>9.0f} {us['wrapped']:>9.0f} {extra:>8.0f} {us['loss ops']:>9.0f} "
-              f"{extra - us['loss ops']:>15.0f}")
+              f"{extra - us['loss ops']:>15.0f} {us['plain step']:>11.0f} {us['wrapped step']:>13.0f} "
+              f"{us['wrapped step'] / us['plain step']:>11.3f}")
 
 
 if __name__ == "__main__":
