@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make demo   builds .venv, then runs the NeuMF scenario on the bundled MovieLens-100K end to end
 #   make test   builds .venv, then runs ruff and the test suite
-#   make test-cluster   the two-node Ray cluster test (a head and a worker node on this machine; CI runs it too)
+#   make test-cluster   the Ray tests: a head and a worker node on this machine, a localhost head (CI runs it too)
 # Both are idempotent: .venv is rebuilt only when pyproject.toml or poetry.lock change.
 
 PYTHON ?= python3
