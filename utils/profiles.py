@@ -212,7 +212,7 @@ def describe_person(attributes):
 class Rows:
     """One user's (or item's) interactions as plain columns, in history order: ``items`` (str), ``ratings`` and
     ``times`` (float, NaN where unknown). Profiles are written per user; plain lists keep that a few microseconds
-    each instead of a pandas frame's milliseconds (ml-100k: 0.5 s for all users instead of 7 s)."""
+    each instead of a pandas frame's milliseconds (ml-100k: 0.46 s for all users instead of 3.3 s)."""
 
     __slots__ = ("items", "ratings", "times")
 
@@ -267,7 +267,7 @@ def user_facts(user, rows, users, items, fields):
     genre_dislike = Counter(g for item in disliked for g in items.get(item, {}).get("genres", []))
     decades = Counter(d for item in rows.items if (d := _decade(items.get(item, {}).get("year"))))
     ordered = sorted(rated, key=_best_first)
-    top = [_title(i, items) for i, r, _ in ordered if r >= fields.like_threshold][:5]
+    top = [_title(i, items) for i, r, _ in ordered[:5] if r >= fields.like_threshold]  # liked ones come first
     low = sorted((entry for entry in rated if entry[1] <= fields.dislike_threshold), key=_worst_first)
     ratings = [r for _, r, _ in rated]
     return {
