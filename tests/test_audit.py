@@ -188,6 +188,34 @@ def test_the_tuning_sweep_gives_the_baseline_the_budget_llmkt_had(tmp_path):
         assert raw["seed"] in (11, 12, 13) and not any("test_eval" in s for s in raw["scenario"])
 
 
+@pytest.mark.parametrize("side", ["users", "items"])
+def test_the_cold_start_study_compares_baseline_and_train_only_llmkt_on_one_side(tmp_path, side):
+    subprocess.run([sys.executable, str(ROOT / "experiments/audit_ml100k/generate.py"), "--cold-start", "5",
+                    *(["--items"] if side == "items" else []), "--out", str(tmp_path)],
+                   check=True, capture_output=True, timeout=120)
+    names = sorted(p.name for p in tmp_path.glob("*.yaml"))
+    models = ("neumf", "simplex") if side == "users" else ("neumf",)
+    assert names == sorted(f"{m}_{v}_s{s}.yaml" for m in models for v in ("baseline", "llmkt") for s in range(1, 6))
+    base, llmkt = (yaml.safe_load((tmp_path / f"neumf_{v}_s3.yaml").read_text()) for v in ("baseline", "llmkt"))
+    assert base["cold_start"] == llmkt["cold_start"] == {side: 0.2, "k": 5}
+    assert "llm_config" not in base and llmkt["stopping_step"] == 10
+    llm = llmkt["llm_config"]
+    assert "history" not in llm["build_profiles"]  # train-only: what remains of the cut training split
+    assert llm["build_profiles"]["to"].endswith("_cold5.json")
+    assert llm["preprocess_from_json"]["to"].endswith("_cold5.pt")
+    (wrap,) = [s["wrap_model"] for s in llmkt["scenario"] if "wrap_model" in s]
+    (reduce,) = [s["reduce_dim"] for s in llmkt["scenario"] if "reduce_dim" in s]
+    assert reduce["file_in"] == llm["preprocess_from_json"]["to"]
+    entity = side[:-1]
+    assert wrap[f"{entity}s_emb_file"] == reduce["file_out"] and len([k for k in wrap if k.endswith("_emb_file")]) == 1
+    assert llm["build_profiles"].get("entity", "user") == llm["preprocess_from_json"].get("entity", "user") == entity
+    assert llm[f"use_{entity}_emb"] is True and llm["use_item_emb" if side == "users" else "use_user_emb"] is False
+    if side == "items":
+        assert wrap["entity"] == "item" and wrap["rows"] == "batch"
+        assert [s["set_outputs"] for s in llmkt["scenario"] if "set_outputs" in s] == [["item_mf_embedding"]]
+    assert run_exps.main(["--check", str(tmp_path)]) == 0
+
+
 @pytest.mark.long
 @pytest.mark.xdist_group("audit")  # one worker builds the module fixture once
 def test_both_protocols_are_journaled_side_by_side_with_epochs_and_labels(audit):

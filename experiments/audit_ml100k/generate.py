@@ -3,7 +3,8 @@
     python experiments/audit_ml100k/generate.py              # MODELS x VARIANTS x seeds 1-5
     python experiments/audit_ml100k/generate.py --tuning     # experiments/audit_tuning_ml100k/: the baseline's own
                                                              # learning rate and weight decay, validation only
-    python experiments/audit_ml100k/generate.py --cold-start 5 --out experiments/audit_cold5_ml100k
+    python experiments/audit_ml100k/generate.py --cold-start 5             # experiments/audit_cold5_ml100k/
+    python experiments/audit_ml100k/generate.py --cold-start 5 --items     # experiments/audit_cold5_items_ml100k/
 
 The models, their RecBole settings, the split and the distillation chosen on validation are the benchmark's
 (imported from experiments/benchmark_ml100k/generate.py, never copied). What the audit changes:
@@ -15,6 +16,12 @@ The models, their RecBole settings, the split and the distillation chosen on val
   stopping on validation NDCG@10 (RecBole's ``stopping_step``); the journal says how many epochs ran and which was
   the best (``train_k:epochs_run``, ``train_k:best_epoch``);
 - two protocols from one training run: full ranking (the experiments' own) and uni100 (``uni100:ndcg@10``, ...).
+
+The cold-start study (``--cold-start K``) cuts the training history of a fifth of the users (``--items``: of the
+items) to K interactions, drawn by seed, and compares the baseline with LLM-KT on train-only profiles written from
+what remains (COLD_MODELS, COLD_VARIANTS). User profiles add the user's demographics; item profiles (title, year,
+genres, the training ratings left) are distilled into NeuMF's item embedding (ITEM_DISTIL). report.py shows the
+cold users (the ``cold_items:`` metrics) apart.
 """
 
 import argparse
@@ -51,6 +58,15 @@ BASELINE_GRID = [(0.002, 0.0), (0.0005, 0.0), (0.001, 1e-5), (0.005, 0.0), (0.00
 BASELINE_TUNED = {}
 
 
+COLD_SHARE = 0.2  # of the users (items) whose training history is cut to k
+COLD_MODELS = {"users": ("NeuMF", "SimpleX"), "items": ("NeuMF",)}
+COLD_VARIANTS = ("baseline", "llmkt")
+# Item side: NeuMF's GMF item embedding reconstructs the item's profile, encoded by MiniLM (what the encoder knows
+# of a title is knowledge the item ids lack), reduced to 32 columns as the user side is; one row per interaction.
+ITEM_DISTIL = {"loss": "HiddenDistil", "layer": "item_mf_embedding", "width": 32, "alpha": 0.5, "profiles": "minilm",
+               "params": {"entity": "item", "rows": "batch", "distance": "cosine"}}
+
+
 def profile_kind(model):
     return bench.MODELS[model]["distil"].get("profiles", "minilm")
 
@@ -73,31 +89,47 @@ def profiles_config(model, seed, variant, cold=""):
     return config
 
 
+def item_profiles_config(seed, cold):
+    """llm_config of the item side: template item profiles from the (cut) training split, encoded by MiniLM."""
+    profiles, matrix = f"item_profiles_rs_s{seed}{cold}.json", f"item_minilm384_rs_s{seed}{cold}.pt"
+    return {"embeddings_path": "datasets/llm_embeddings",
+            "build_profiles": {"entity": "item", "source": "template", "encoder": "minilm", "to": profiles},
+            "preprocess_from_json": {"entity": "item", "from": profiles, "to": matrix, "by": "recbole"},
+            "use_user_emb": False, "use_item_emb": True, "items_start_with_1": True}
+
+
 def matrix_name(model, seed, variant):
     name = bench.PROFILES[profile_kind(model)][1].format(seed=seed)
     return name if variant == "llmkt" else name.replace("_rs_", f"_{variant}_rs_")
 
 
-def scenario(model, variant, seed, distil, test, cold=""):
-    """The benchmark's two phases with the audit's epochs, evaluated under both protocols at the end."""
+def scenario(model, variant, seed, distil, test, cold="", llm=None):
+    """The benchmark's two phases with the audit's epochs, evaluated under both protocols at the end. ``llm``:
+    the run's llm_config (its matrix is what the distillation reads)."""
     steps = bench.scenario(model, variant, seed, MAX_EPOCHS[model], distil, test)
     if distil:
-        source = profiles_config(model, seed, variant, cold)["preprocess_from_json"]["to"]
+        convert = llm["preprocess_from_json"]
+        source = convert["to"]
         reduced = source.replace(".pt", f"_w{distil['width']}.pt")
         for step in steps:
             if "reduce_dim" in step:
                 step["reduce_dim"].update(file_in=source, file_out=reduced)
             if "wrap_model" in step:
-                step["wrap_model"]["users_emb_file"] = reduced
+                key = f"{convert.get('entity', 'user')}s_emb_file"  # in users_emb_file's place
+                step["wrap_model"] = {key if k == "users_emb_file" else k: reduced if k == "users_emb_file" else v
+                                      for k, v in step["wrap_model"].items()}
     if test:
         steps.append({"test_eval": dict(SECOND_PROTOCOL)})
     return steps
 
 
-def experiment(model, variant, seed, *, test=True, journal="audit_journal.csv", recbole=None, cold_k=None):
+def experiment(model, variant, seed, *, test=True, journal="audit_journal.csv", recbole=None, cold_k=None,
+               side="users"):
     spec = bench.MODELS[model]
-    distil = None if variant.startswith("baseline") else spec["distil"]
+    distil = None if variant.startswith("baseline") else ITEM_DISTIL if side == "items" else spec["distil"]
     cold = f"_cold{cold_k}" if cold_k else ""
+    llm = (item_profiles_config(seed, cold) if side == "items" else profiles_config(model, seed, variant, cold)
+           ) if distil else None
     settings = {
         "logger_level": "WARNING",
         "journal_name": journal,
@@ -108,28 +140,40 @@ def experiment(model, variant, seed, *, test=True, journal="audit_journal.csv", 
         **spec["recbole"],
         **(recbole or {}),
         "distil_loss_weight": distil["alpha"] if distil else 0.5,
-        "scenario": scenario(model, variant, seed, distil, test, cold),
+        "scenario": scenario(model, variant, seed, distil, test, cold, llm),
     }
     if distil:  # the baseline reads no profiles
-        settings["llm_config"] = profiles_config(model, seed, variant, cold)
+        settings["llm_config"] = llm
     if cold_k:
-        settings["cold_start"] = {"users": 0.2, "k": cold_k}
+        settings["cold_start"] = {side: COLD_SHARE, "k": cold_k}
     header = (f"# {model} on ml-100k, {variant}, seed {seed}: written by experiments/audit_ml100k/generate.py; "
               "edit that script, not this file.\n")
     return header + yaml.safe_dump(settings, sort_keys=False, default_flow_style=None, width=110)
 
 
-def write_audit(folder, cold_k=None):
-    journal = f"audit_cold{cold_k}_journal.csv" if cold_k else "audit_journal.csv"
+def write_audit(folder):
     for model in bench.MODELS:
         for seed in SEEDS:
             for variant in VARIANTS:
-                text = experiment(model, variant, seed, journal=journal, cold_k=cold_k)
+                text = experiment(model, variant, seed)
                 (folder / f"{model.lower()}_{variant}_s{seed}.yaml").write_text(text)
             if model in BASELINE_TUNED:
-                text = experiment(model, "baseline_tuned", seed, journal=journal, recbole=BASELINE_TUNED[model],
-                                  cold_k=cold_k)
+                text = experiment(model, "baseline_tuned", seed, recbole=BASELINE_TUNED[model])
                 (folder / f"{model.lower()}_baseline_tuned_s{seed}.yaml").write_text(text)
+
+
+def cold_folder(k, side):
+    return HERE.parent / (f"audit_cold{k}_ml100k" if side == "users" else f"audit_cold{k}_items_ml100k")
+
+
+def write_cold(folder, k, side):
+    """The cold-start study at one k: COLD_MODELS[side] x COLD_VARIANTS x seeds, one journal per folder."""
+    journal = f"audit_cold{k}_journal.csv" if side == "users" else f"audit_cold{k}_items_journal.csv"
+    for model in COLD_MODELS[side]:
+        for seed in SEEDS:
+            for variant in COLD_VARIANTS:
+                text = experiment(model, variant, seed, journal=journal, cold_k=k, side=side)
+                (folder / f"{model.lower()}_{variant}_s{seed}.yaml").write_text(text)
 
 
 def tuning_settings(model):
@@ -154,20 +198,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tuning", action="store_true", help="write the baseline's validation-only sweep instead")
     parser.add_argument("--cold-start", type=int, choices=[2, 5, 10], dest="cold_k",
-                        help="cut 20%% of the users' training history to K interactions (cold_start)")
+                        help="the cold-start study: cut 20%% of the users' training history to K interactions")
+    parser.add_argument("--items", action="store_true", help="with --cold-start: cut the items' instead (item side)")
     parser.add_argument("--out", type=Path, help="write into this folder instead")
     args = parser.parse_args()
-    default = HERE.parent / "audit_tuning_ml100k" if args.tuning else HERE
-    if args.cold_k and not args.tuning:
-        default = HERE.parent / f"audit_cold{args.cold_k}_ml100k"
+    if args.items and not args.cold_k or args.tuning and args.cold_k:
+        parser.error("--items goes with --cold-start, and --cold-start not with --tuning")
+    side = "items" if args.items else "users"
+    default = HERE.parent / "audit_tuning_ml100k" if args.tuning else cold_folder(args.cold_k, side) if args.cold_k \
+        else HERE
     folder = args.out or default
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.yaml"):
         old.unlink()
     if args.tuning:
         write_tuning(folder)
+    elif args.cold_k:
+        write_cold(folder, args.cold_k, side)
     else:
-        write_audit(folder, args.cold_k)
+        write_audit(folder)
     print(f"wrote {len(list(folder.glob('*.yaml')))} experiments to {folder}")
 
 
