@@ -1,6 +1,7 @@
 """Turn journals into a report: mean ± std over seeds, change against the baseline, paired tests, plots.
 
     python report.py experiments/benchmark_ml100k/ [--out DIR] [--on test|valid] [--curves first|all|none]
+    python report.py experiments/audit_cold2_ml100k/ experiments/audit_cold5_ml100k/ --out DIR   # several at once
 
 Experiments are grouped by model and variant (the journal's ``variant`` column, set by a scenario's
 ``set: {variant: ...}``; without it, runs with a distillation loss are 'llmkt' and the others 'baseline').
@@ -8,8 +9,9 @@ The result of an experiment is that of its last training part. Each variant is c
 baseline over the seeds both have (paired t-test, scipy). Writes ``report.md`` with the tables, ``bars.png``,
 ``activity.png`` (test NDCG by quartile of users' training activity) and training curves, and prints the
 table on stdout. Results of a second protocol (``uni100:ndcg@10``, ...) get their own table and a verdict on
-whether the ordering of the variants changes; variants on leaky profiles are marked; cold-start users (and
-items) are shown apart.
+whether the ordering of the variants changes, and one table gives each variant's gain under every protocol;
+variants on leaky profiles are marked; cold-start users (and items) are shown apart, and a cold-start run's model
+is named with its setting (``NeuMF [cold users k=2]``), so that runs of several k side by side stay apart.
 """
 
 import argparse
@@ -112,8 +114,10 @@ def load_runs(journals, on="test"):
             main = (row.get("eval_test_mode") or "main") if on == "test" else "valid"
             protocols = split_protocols(metrics, main)
             history = row.get("history_file")
+            model = row.get("model") or row.get("model_type")
+            setting = setting_label(row)
             rows.append({
-                "journal": str(journal), "config": row["config"], "model": row.get("model") or row.get("model_type"),
+                "journal": str(journal), "config": row["config"], "model": f"{model} [{setting}]" if setting else model,
                 "variant": variant_label(row), "seed": row.get("seed", ""), "part": part,
                 "metrics": protocols.get(main, {}), "protocol": main, "protocols": protocols,
                 "leaky": is_leaky(row), "history": history_path(journal, history),
@@ -123,6 +127,14 @@ def load_runs(journals, on="test"):
                         "a journal row counts when its status is done and it has a train_k:best_"
                         f"{'test' if on == 'test' else 'val'}_res")
     return pd.DataFrame(rows)
+
+
+def setting_label(row):
+    """'cold users k=2' for a cold-start run (the journal's ``cold_start``), '' for any other."""
+    cold = _json(row.get("cold_start"))
+    if not isinstance(cold, dict) or "k" not in cold:
+        return ""
+    return f"cold {'items' if 'items' in cold else 'users'} k={cold['k']}"
 
 
 def is_leaky(row):
@@ -178,6 +190,24 @@ def ordering_lines(summaries, metric):
         detail = "; ".join(f"{name}: {' > '.join(order)}" for name, order in seen.items())
         lines.append(f"- {model} ({metric}): {verdict} under {', '.join(seen)} ({detail})")
     return lines
+
+
+def gain_table(summaries, metric):
+    """Per model and variant, its change against the baseline (and the paired p) under each protocol, side by side:
+    e.g. how much of a leaky variant's gain under uni100 remains for train-only profiles under full ranking."""
+    rows = []
+    for name, summary in summaries.items():
+        chosen = summary[(summary["metric"] == metric) & summary["change"].notna()]
+        for row in chosen.itertuples():
+            p = "n/a" if row.p is None or pd.isna(row.p) else f"{row.p:.3f}"
+            rows.append({"model": row.model, "variant": row.variant, "protocol": name,
+                         "cell": f"{row.change:+.1%} (p={p})"})
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    table = frame.pivot_table(index=["model", "variant"], columns="protocol", values="cell", aggfunc="first",
+                              sort=False)
+    return table.reset_index()[["model", "variant"] + [n for n in summaries if n in set(frame["protocol"])]]
 
 
 def paired_p(values, baseline):
@@ -456,8 +486,9 @@ def protocol_heading(summaries, main):
     return [f"## Protocol {main} (the experiments' own)", ""]
 
 
-def build_report(path, out=None, on="test", curves="first", metrics=DEFAULT_METRICS):
-    journals = find_journals(path)
+def build_report(paths, out=None, on="test", curves="first", metrics=DEFAULT_METRICS):
+    paths = [paths] if isinstance(paths, (str, Path)) else paths
+    journals = [journal for path in paths for journal in find_journals(path)]
     out = Path(out) if out else journals[0].parent / "report"
     out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(journals, on=on)
@@ -481,6 +512,12 @@ def build_report(path, out=None, on="test", curves="first", metrics=DEFAULT_METR
         extra += [f"{on} results under protocol {name}:", wide_table(other).to_string(index=False), ""]
     if len(summaries) > 1:
         ordering = ordering_lines(summaries, common_metric(summaries))
+        gains = gain_table(summaries, common_metric(summaries))
+        if gains is not None:
+            lines += [f"## Gain over the baseline under each protocol ({common_metric(summaries)})", "",
+                      "The change of each variant's mean against its model's baseline, with the paired p-value over "
+                      "seeds, one column per protocol.", "", markdown_table(gains), ""]
+            extra += ["gain over the baseline under each protocol:", gains.to_string(index=False), ""]
         lines += ["## Does the protocol change the ordering of the variants?", "",
                   "Variants ordered by their mean; a swap of two variants whose difference is not significant (see "
                   "the p-values above) may be noise.", "", *ordering, ""]
@@ -502,7 +539,8 @@ def build_report(path, out=None, on="test", curves="first", metrics=DEFAULT_METR
     if len(chosen):
         lines += ["## Training curves", ""]
         for run in chosen.itertuples():
-            name = f"curves_{run.model}_{run.variant}_s{run.seed}.png".replace("/", "_").replace(" ", "_")
+            name = f"curves_{run.model}_{run.variant}_s{run.seed}.png"
+            name = "".join(c if c.isalnum() or c in "._-@" else "_" for c in name)
             if plot_curves(run, out / name):
                 figures.append(out / name)
                 lines += [f"![{run.config}]({name})", ""]
@@ -512,7 +550,7 @@ def build_report(path, out=None, on="test", curves="first", metrics=DEFAULT_METR
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="report.py", description=__doc__.splitlines()[0])
-    parser.add_argument("path", help="a journal .csv, or a folder with journals")
+    parser.add_argument("path", nargs="+", help="journal .csv files, or folders with journals (one or more)")
     parser.add_argument("--out", help="output folder (default: <journal folder>/report)")
     parser.add_argument("--on", choices=["test", "valid"], default="test", help="which results to report")
     parser.add_argument("--curves", choices=["first", "all", "none"], default="first",

@@ -261,6 +261,34 @@ def test_split_protocols_keeps_the_main_protocol_apart():
                                                        "uni100": {"ndcg@10": 0.6}}
 
 
+def fake_runs(values, cold=None):
+    """load_runs' rows from {(variant, seed): (full ndcg@10, uni100 ndcg@10)}."""
+    return pd.DataFrame([{"model": "NeuMF" + (f" [{cold}]" if cold else ""), "variant": variant, "seed": seed,
+                          "protocol": "full", "leaky": variant == "leaky",
+                          "protocols": {"full": {"ndcg@10": full}, "uni100": {"ndcg@10": uni}}}
+                         for (variant, seed), (full, uni) in values.items()])
+
+
+def test_the_gain_table_puts_each_variants_change_under_every_protocol_side_by_side():
+    values = {("baseline", 1): (0.20, 0.40), ("baseline", 2): (0.22, 0.42), ("baseline", 3): (0.21, 0.41),
+              ("leaky", 1): (0.23, 0.48), ("leaky", 2): (0.24, 0.50), ("leaky", 3): (0.24, 0.49),
+              ("llmkt", 1): (0.20, 0.41), ("llmkt", 2): (0.22, 0.43), ("llmkt", 3): (0.21, 0.41)}
+    protocols = report.by_protocol(fake_runs(values))
+    summaries = {name: report.summarize(runs, ["ndcg@10"]) for name, runs in protocols.items()}
+    table = report.gain_table(summaries, "ndcg@10").set_index("variant")
+    assert list(table.columns) == ["model", "full", "uni100"] and list(table.index) == ["leaky", "llmkt"]
+    leaky_full = (0.71 / 3) / 0.21 - 1
+    assert table.loc["leaky", "full"].startswith(f"{leaky_full:+.1%} (p=0.0")
+    assert table.loc["leaky", "uni100"].startswith("+19.5% (p=0.0")
+    assert table.loc["llmkt", "full"].startswith("+0.0% (p=")
+
+
+def test_a_cold_start_runs_model_is_named_with_its_setting():
+    assert report.setting_label({"cold_start": '{"users": 0.2, "k": 2, "cut_users": 189}'}) == "cold users k=2"
+    assert report.setting_label({"cold_start": '{"items": 0.2, "k": 10, "cut_items": 336}'}) == "cold items k=10"
+    assert report.setting_label({"cold_start": ""}) == report.setting_label({}) == ""
+
+
 # --- 5. cold start ------------------------------------------------------------------------------------------------
 
 
