@@ -1,0 +1,48 @@
+"""tools/compare_journals.py: does a re-run reproduce the journaled numbers to 4 decimals?"""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+from helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+import compare_journals  # noqa: E402
+
+
+def journal(path, rows):
+    """A journal with one done row per {file name: test result} (and one failed row)."""
+    records = [{"config": f"experiments/somewhere/{name}", "status": "done",
+                "train_0:best_test_res": json.dumps({"ndcg@10": 0.25}), "train_1:best_test_res": json.dumps(result)}
+               for name, result in rows.items()]
+    records.append({"config": "experiments/somewhere/broken.yaml", "status": "failed", "train_0:best_test_res": "",
+                    "train_1:best_test_res": ""})
+    pd.DataFrame(records).to_csv(path)
+    return path
+
+
+def test_a_rerun_that_agrees_to_4_decimals_passes_and_one_that_does_not_is_named(tmp_path, capsys):
+    first = journal(tmp_path / "a.csv", {"x_s1.yaml": {"ndcg@10": 0.301234, "hit@10": 0.8},
+                                         "y_s1.yaml": {"ndcg@10": 0.2, "hit@10": 0.7}, "only_here.yaml": {}})
+    same = journal(tmp_path / "b.csv", {"x_s1.yaml": {"ndcg@10": 0.301236, "hit@10": 0.8},
+                                        "y_s1.yaml": {"ndcg@10": 0.2, "hit@10": 0.7}})
+    assert compare_journals.main([str(first), str(same)]) == 0
+    out = capsys.readouterr().out
+    assert "same       x_s1.yaml: 3 metrics agree to 4 decimals" in out
+    assert "2 of 2 experiments reproduce to 4 decimals" in out
+    other = journal(tmp_path / "c.csv", {"x_s1.yaml": {"ndcg@10": 0.3014, "hit@10": 0.8},
+                                         "y_s1.yaml": {"ndcg@10": 0.2}})
+    assert compare_journals.main([str(first), str(other)]) == 1
+    out = capsys.readouterr().out
+    assert "DIFFERENT  x_s1.yaml: 1 of 3 metrics" in out and "train_1:ndcg@10: 0.301234 vs 0.3014" in out
+    assert "train_1:hit@10: 0.7 vs None" in out and "0 of 2 experiments reproduce" in out
+
+
+def test_bad_input_is_one_line_from_the_script(tmp_path):
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
+    for args in ([str(tmp_path / "missing.csv"), str(tmp_path / "notes.csv")],
+                 [str(tmp_path / "notes.csv"), str(tmp_path / "notes.csv")]):
+        done = subprocess.run([sys.executable, str(ROOT / "tools/compare_journals.py"), *args],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")

@@ -1,0 +1,94 @@
+"""Does a re-run reproduce the journaled numbers? Compare the test results of two journals, experiment by experiment.
+
+    python tools/compare_journals.py experiments/audit_ml100k/audit_journal.csv RERUN/audit_rerun_journal.csv
+
+Experiments are matched by their file's name (a re-run may live in another folder); for each pair, every metric of
+every training part's ``best_test_res`` (and ``best_val_res`` with ``--valid``) is compared after rounding to
+``--decimals`` places (default 4). Prints one line per pair and exits 0 when every pair agrees, 1 when one
+differs, 2 on bad input (one line).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's packages
+
+from utils.errors import UserError  # noqa: E402
+
+
+def finished(journal):
+    """{experiment file name: journal row} of the rows whose status is done (the last one per name)."""
+    path = Path(journal)
+    if not path.is_file():
+        raise UserError(f"journal {journal} does not exist", "give the .csv that run_exps.py wrote")
+    try:
+        frame = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"journal {journal} cannot be read: {' '.join(str(exc).split())[:200]}",
+                        "give the .csv that run_exps.py wrote") from None
+    if "config" not in frame.columns or "status" not in frame.columns:
+        raise UserError(f"{journal} is not an experiments journal (no 'config' and 'status' columns)")
+    done = frame[frame["status"] == "done"]
+    return {Path(row["config"]).name: row for _, row in done.iterrows()}
+
+
+def results(row, keys):
+    """{'train_k:metric': value} of one journal row's result cells."""
+    out = {}
+    for column, cell in row.items():
+        part, _, key = column.partition(":")
+        if key in keys and cell:
+            for metric, value in json.loads(cell).items():
+                out[f"{part}:{'valid ' if key == 'best_val_res' else ''}{metric}"] = value
+    return out
+
+
+def compare(first, second, decimals=4, valid=False):
+    """[(name, differences)] for each experiment both journals finished; differences: [(key, a, b)]."""
+    keys = {"best_test_res", "best_val_res"} if valid else {"best_test_res"}
+    a, b = finished(first), finished(second)
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        raise UserError(f"{first} and {second} have no finished experiment in common",
+                        "experiments are matched by the name of their .yaml file")
+    report = []
+    for name in shared:
+        mine, theirs = results(a[name], keys), results(b[name], keys)
+        differences = [(key, mine.get(key), theirs.get(key)) for key in sorted(set(mine) | set(theirs))
+                       if key not in mine or key not in theirs
+                       or round(float(mine[key]), decimals) != round(float(theirs[key]), decimals)]
+        report.append((name, len(set(mine) | set(theirs)), differences))
+    return report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="compare_journals.py", description=__doc__.splitlines()[0])
+    parser.add_argument("first", help="a journal .csv")
+    parser.add_argument("second", help="the journal of the re-run")
+    parser.add_argument("--decimals", type=int, default=4, help="places compared after rounding (default 4)")
+    parser.add_argument("--valid", action="store_true", help="compare the validation results too")
+    args = parser.parse_args(argv)
+    try:
+        report = compare(args.first, args.second, args.decimals, args.valid)
+    except UserError as exc:
+        print(f"error: {exc.line()}", file=sys.stderr)
+        return 2
+    for name, count, differences in report:
+        if not differences:
+            print(f"same       {name}: {count} metrics agree to {args.decimals} decimals")
+            continue
+        print(f"DIFFERENT  {name}: {len(differences)} of {count} metrics")
+        for key, mine, theirs in differences:
+            print(f"           {key}: {mine} vs {theirs}")
+    same = sum(not d for _, _, d in report)
+    print(f"{same} of {len(report)} experiments reproduce to {args.decimals} decimals")
+    return 0 if same == len(report) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
