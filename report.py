@@ -3,12 +3,12 @@
     python report.py experiments/benchmark_ml100k/ [--out DIR] [--on test|valid] [--curves first|all|none]
     python report.py experiments/audit_cold2_ml100k/ experiments/audit_cold5_ml100k/ --out DIR   # several at once
 
-Experiments are grouped by model and variant (the journal's ``variant`` column, set by a scenario's
-``set: {variant: ...}``; without it, runs with a distillation loss are 'llmkt' and the others 'baseline').
-The result of an experiment is that of its last training part. Each variant is compared with its model's
-baseline over the seeds both have (paired t-test, scipy). Writes ``report.md`` with the tables, ``bars.png``,
-``activity.png`` (test NDCG by quartile of users' training activity) and training curves, and prints the
-table on stdout. Results of a second protocol (``uni100:ndcg@10``, ...) get their own table and a verdict on
+Experiments are grouped by model and variant (the journal's ``variant`` column, set by a scenario's ``set:
+{variant: ...}``; without it, runs with a distillation loss are 'llmkt' and the others 'baseline'). The result of
+an experiment is that of its last training part. Each variant is compared with its model's baseline over the seeds
+both have (paired t-test, scipy). Writes ``report.md`` with the tables, ``runs.csv`` (every experiment's numbers),
+``bars.png``, ``activity.png`` (test NDCG by quartile of users' training activity) and training curves, and prints
+the table on stdout. Results of a second protocol (``uni100:ndcg@10``, ...) get their own table and a verdict on
 whether the ordering of the variants changes, and one table gives each variant's gain under every protocol;
 variants on leaky profiles are marked; cold-start users (and items) are shown apart, and a cold-start run's model
 is named with its setting (``NeuMF [cold users k=2]``), so that runs of several k side by side stay apart.
@@ -127,6 +127,22 @@ def load_runs(journals, on="test"):
                         "a journal row counts when its status is done and it has a train_k:best_"
                         f"{'test' if on == 'test' else 'val'}_res")
     return pd.DataFrame(rows)
+
+
+def runs_table(runs):
+    """One row per experiment (its file name, model, variant, seed, the part reported) with every metric of every
+    protocol, keyed as in the journal (``ndcg@10``, ``uni100:ndcg@10``): the numbers a re-run is checked against
+    (tools/compare_journals.py reads this file as well as journals)."""
+    rows = []
+    for run in runs.itertuples():
+        row = {"experiment": Path(run.config).name, "model": run.model, "variant": run.variant, "seed": run.seed,
+               "part": run.part}
+        for name, metrics in run.protocols.items():
+            row.update({metric if name == run.protocol else f"{name}:{metric}": value
+                        for metric, value in metrics.items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["model", "variant", "seed"], key=lambda c: c.astype(str), kind="stable")
 
 
 def setting_label(row):
@@ -582,6 +598,8 @@ def build_report(paths, out=None, on="test", curves="first", metrics=DEFAULT_MET
             if plot_curves(run, out / name):
                 figures.append(out / name)
                 lines += [f"![{run.config}]({name})", ""]
+    runs_table(runs).to_csv(out / "runs.csv", index=False)
+    lines += ["Every experiment's numbers: [runs.csv](runs.csv).", ""]
     (out / "report.md").write_text("\n".join(lines))
     return table, breakdown, out, figures, extra
 

@@ -245,6 +245,11 @@ def test_report_compares_variants_under_each_protocol_and_marks_leaky_ones(audit
     (line,) = [x for x in text.splitlines() if x.startswith("- NeuMF (ndcg@10): ")]
     assert ("same ordering" in line) != ("ordering CHANGES" in line) and "full: " in line and "uni100: " in line
     assert (tmp_path / "bars_uni100.png").is_file()
+    table = pd.read_csv(tmp_path / "runs.csv")
+    assert len(table) == 4 and {"experiment", "variant", "ndcg@10", "uni100:ndcg@10"} <= set(table.columns)
+    check = subprocess.run([sys.executable, str(ROOT / "tools/compare_journals.py"), str(tmp_path / "runs.csv"),
+                            str(audit / "audit_journal.csv")], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0 and "4 of 4 experiments reproduce to 4 decimals" in check.stdout
     runs = report.load_runs(report.find_journals(audit))
     uni = report.by_protocol(runs)["uni100"]
     values = uni[uni["variant"] == "llmkt"].sort_values("seed")["metrics"].map(lambda m: m["ndcg@10"])

@@ -46,3 +46,16 @@ def test_bad_input_is_one_line_from_the_script(tmp_path):
         done = subprocess.run([sys.executable, str(ROOT / "tools/compare_journals.py"), *args],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+
+
+def test_a_reports_runs_csv_is_compared_on_the_metrics_it_holds(tmp_path, capsys):
+    first = journal(tmp_path / "a.csv", {"x_s1.yaml": {"ndcg@10": 0.301234, "uni100:ndcg@10": 0.5}})
+    runs = tmp_path / "runs.csv"
+    pd.DataFrame([{"experiment": "x_s1.yaml", "model": "NeuMF", "variant": "llmkt", "seed": 1, "part": 1,
+                   "ndcg@10": 0.30124, "uni100:ndcg@10": 0.5}]).to_csv(runs, index=False)
+    assert compare_journals.main([str(runs), str(first)]) == 0
+    assert "same       x_s1.yaml: 2 metrics agree" in capsys.readouterr().out
+    pd.DataFrame([{"experiment": "x_s1.yaml", "model": "NeuMF", "variant": "llmkt", "seed": 1, "part": 1,
+                   "ndcg@10": 0.3014, "uni100:ndcg@10": 0.5}]).to_csv(runs, index=False)
+    assert compare_journals.main([str(first), str(runs)]) == 1
+    assert "train_1:ndcg@10: 0.301234 vs 0.3014" in capsys.readouterr().out

@@ -1,11 +1,13 @@
 """Does a re-run reproduce the journaled numbers? Compare the test results of two journals, experiment by experiment.
 
     python tools/compare_journals.py experiments/audit_ml100k/audit_journal.csv RERUN/audit_rerun_journal.csv
+    python tools/compare_journals.py docs/results/audit/runs.csv RERUN/audit_rerun_journal.csv
 
 Experiments are matched by their file's name (a re-run may live in another folder); for each pair, every metric of
 every training part's ``best_test_res`` (and ``best_val_res`` with ``--valid``) is compared after rounding to
-``--decimals`` places (default 4). Prints one line per pair and exits 0 when every pair agrees, 1 when one
-differs, 2 on bad input (one line).
+``--decimals`` places (default 4). Either side may be a report's ``runs.csv`` (report.py: the last part's test
+metrics of each experiment, the numbers a report commits); then the metrics it holds are compared. Prints one line
+per pair and exits 0 when every pair agrees, 1 when one differs, 2 on bad input (one line).
 """
 
 import argparse
@@ -20,9 +22,12 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's pa
 
 from utils.errors import UserError  # noqa: E402
 
+RUNS_COLUMNS = ("experiment", "model", "variant", "seed", "part")  # report.py's runs.csv, before the metrics
 
-def finished(journal):
-    """{experiment file name: journal row} of the rows whose status is done (the last one per name)."""
+
+def finished(journal, keys=frozenset({"best_test_res"})):
+    """({experiment file name: {'train_k:metric': value}}, whether the file is a report's runs.csv): the
+    finished experiments of a journal (rows whose status is done, the last one per name) or of a runs.csv."""
     path = Path(journal)
     if not path.is_file():
         raise UserError(f"journal {journal} does not exist", "give the .csv that run_exps.py wrote")
@@ -31,10 +36,16 @@ def finished(journal):
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise UserError(f"journal {journal} cannot be read: {' '.join(str(exc).split())[:200]}",
                         "give the .csv that run_exps.py wrote") from None
+    if frame.index.name == "experiment" and set(RUNS_COLUMNS[1:]) <= set(frame.columns):
+        frame = frame.reset_index()
+        metrics = [c for c in frame.columns if c not in RUNS_COLUMNS]
+        return {row["experiment"]: {f"train_{row['part']}:{m}": row[m] for m in metrics if row[m] != ""}
+                for _, row in frame.iterrows()}, True
     if "config" not in frame.columns or "status" not in frame.columns:
-        raise UserError(f"{journal} is not an experiments journal (no 'config' and 'status' columns)")
+        raise UserError(f"{journal} is neither an experiments journal (no 'config' and 'status' columns) nor a "
+                        "report's runs.csv", "give the .csv that run_exps.py or report.py wrote")
     done = frame[frame["status"] == "done"]
-    return {Path(row["config"]).name: row for _, row in done.iterrows()}
+    return {Path(row["config"]).name: results(row, keys) for _, row in done.iterrows()}, False
 
 
 def results(row, keys):
@@ -50,19 +61,21 @@ def results(row, keys):
 
 def compare(first, second, decimals=4, valid=False):
     """[(name, differences)] for each experiment both journals finished; differences: [(key, a, b)]."""
-    keys = {"best_test_res", "best_val_res"} if valid else {"best_test_res"}
-    a, b = finished(first), finished(second)
+    keys = frozenset({"best_test_res", "best_val_res"} if valid else {"best_test_res"})
+    (a, a_runs), (b, b_runs) = finished(first, keys), finished(second, keys)
     shared = sorted(set(a) & set(b))
     if not shared:
         raise UserError(f"{first} and {second} have no finished experiment in common",
                         "experiments are matched by the name of their .yaml file")
     report = []
     for name in shared:
-        mine, theirs = results(a[name], keys), results(b[name], keys)
-        differences = [(key, mine.get(key), theirs.get(key)) for key in sorted(set(mine) | set(theirs))
+        mine, theirs = a[name], b[name]
+        # a runs.csv holds the last part's test metrics only: compare those
+        compared = (set(mine) if a_runs else set()) | (set(theirs) if b_runs else set()) or set(mine) | set(theirs)
+        differences = [(key, mine.get(key), theirs.get(key)) for key in sorted(compared)
                        if key not in mine or key not in theirs
                        or round(float(mine[key]), decimals) != round(float(theirs[key]), decimals)]
-        report.append((name, len(set(mine) | set(theirs)), differences))
+        report.append((name, len(compared), differences))
     return report
 
 
