@@ -195,8 +195,9 @@ def test_the_cold_start_study_compares_baseline_and_train_only_llmkt_on_one_side
                    check=True, capture_output=True, timeout=120)
     names = sorted(p.name for p in tmp_path.glob("*.yaml"))
     models = ("neumf", "simplex") if side == "users" else ("neumf",)
-    assert names == sorted(f"{m}_{v}_s{s}.yaml" for m in models for v in ("baseline", "llmkt") for s in range(1, 6))
-    base, llmkt = (yaml.safe_load((tmp_path / f"neumf_{v}_s3.yaml").read_text()) for v in ("baseline", "llmkt"))
+    assert names == sorted(f"{m}_s{s}_{v}.yaml" for m in models for v in ("baseline", "llmkt") for s in range(1, 6))
+    assert names[:2] == ["neumf_s1_baseline.yaml", "neumf_s1_llmkt.yaml"]  # whole pairs first
+    base, llmkt = (yaml.safe_load((tmp_path / f"neumf_s3_{v}.yaml").read_text()) for v in ("baseline", "llmkt"))
     assert base["cold_start"] == llmkt["cold_start"] == {side: 0.2, "k": 5}
     assert "llm_config" not in base and llmkt["stopping_step"] == 10
     llm = llmkt["llm_config"]

@@ -167,13 +167,14 @@ def cold_folder(k, side):
 
 
 def write_cold(folder, k, side):
-    """The cold-start study at one k: COLD_MODELS[side] x COLD_VARIANTS x seeds, one journal per folder."""
+    """The cold-start study at one k: COLD_MODELS[side] x COLD_VARIANTS x seeds, one journal per folder; files named
+    seed first, so that a folder run in name order finishes whole pairs (baseline and llmkt of a seed) first."""
     journal = f"audit_cold{k}_journal.csv" if side == "users" else f"audit_cold{k}_items_journal.csv"
     for model in COLD_MODELS[side]:
         for seed in SEEDS:
             for variant in COLD_VARIANTS:
                 text = experiment(model, variant, seed, journal=journal, cold_k=k, side=side)
-                (folder / f"{model.lower()}_{variant}_s{seed}.yaml").write_text(text)
+                (folder / f"{model.lower()}_s{seed}_{variant}.yaml").write_text(text)
 
 
 def tuning_settings(model):
