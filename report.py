@@ -120,7 +120,7 @@ def load_runs(journals, on="test"):
                 "journal": str(journal), "config": row["config"], "model": f"{model} [{setting}]" if setting else model,
                 "variant": variant_label(row), "seed": row.get("seed", ""), "part": part,
                 "metrics": protocols.get(main, {}), "protocol": main, "protocols": protocols,
-                "leaky": is_leaky(row), "history": history_path(journal, history),
+                "leaky": is_leaky(row), "history": history_path(journal, history), "epochs": epochs_of(row),
             })
     if not rows:
         raise UserError(f"no finished experiment with {on} results in {', '.join(map(str, journals))}",
@@ -143,6 +143,35 @@ def runs_table(runs):
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.sort_values(["model", "variant", "seed"], key=lambda c: c.astype(str), kind="stable")
+
+
+def epochs_of(row):
+    """{part: (epochs run, best epoch)} from the journal's ``train_k:epochs_run`` / ``train_k:best_epoch``."""
+    out = {}
+    for part in _parts(row):
+        run, best = row.get(f"train_{part}:epochs_run", ""), row.get(f"train_{part}:best_epoch", "")
+        if str(run).strip() not in ("", "nan"):
+            out[part] = (int(float(run)), int(float(best)) if str(best).strip() not in ("", "nan") else None)
+    return out
+
+
+def epochs_table(runs):
+    """Per model and variant, the mean epochs run and mean best epoch of each training part (early stopping's
+    effect: a best epoch well before the last shows a converged training); None when the journal has none."""
+    rows = []
+    for run in runs.itertuples():
+        for part, (ran, best) in (getattr(run, "epochs", None) or {}).items():
+            rows.append({"model": run.model, "variant": run.variant, "part": part, "ran": ran, "best": best})
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    frame["best"] = frame["best"].astype(float)
+    grouped = frame.groupby(["model", "variant", "part"], sort=True).agg(
+        ran=("ran", "mean"), best=("best", "mean"), low=("ran", "min"), high=("ran", "max"))
+    grouped["cell"] = [f"{r.ran:.0f} ({r.low}-{r.high}), best {r.best:.0f}" for r in grouped.itertuples()]
+    table = grouped["cell"].unstack("part")
+    table.columns = [f"train_{part}: epochs run (range), best" for part in table.columns]
+    return table.reset_index()
 
 
 def setting_label(row):
@@ -582,6 +611,11 @@ def build_report(paths, out=None, on="test", curves="first", metrics=DEFAULT_MET
                   "Users split into quartiles of their number of training interactions (Q1: the sparsest).", "",
                   markdown_table(activity_table(breakdown)), "", "![by activity](activity.png)", ""]
         figures.append(plot_activity(breakdown, out / "activity.png"))
+    epochs = epochs_table(runs)
+    if epochs is not None:
+        lines += ["## Epochs", "", "Mean epochs each training part ran (the range over seeds) and the mean epoch whose "
+                  "validation result was kept; with early stopping, the best epoch before the last shows where "
+                  "training converged.", "", markdown_table(epochs), ""]
     cold = cold_breakdown(runs) if on == "test" else None
     if cold is not None:
         lines += ["## Test NDCG@10 of the cold-start users", "",

@@ -293,6 +293,18 @@ def test_the_gain_table_puts_each_variants_change_under_every_protocol_side_by_s
                            "+0.0%, so the sampled protocol accounts for +1.6 points; what survives: +0.0% (p=")
 
 
+def test_the_epochs_table_gives_mean_range_and_best_epoch_per_part():
+    row = pd.Series({"train_0:epochs_run": "30", "train_0:best_epoch": "18", "train_1:epochs_run": "12",
+                     "train_1:best_epoch": "", "train_0:best_test_res": "{}", "train_1:best_test_res": "{}"})
+    assert report.epochs_of(row) == {0: (30, 18), 1: (12, None)}
+    runs = pd.DataFrame([{"model": "NeuMF", "variant": "llmkt", "epochs": {0: (30, 18), 1: (12, 2)}},
+                         {"model": "NeuMF", "variant": "llmkt", "epochs": {0: (40, 28), 1: (14, 4)}}])
+    (row,) = report.epochs_table(runs).to_dict("records")
+    assert row["train_0: epochs run (range), best"] == "35 (30-40), best 23"
+    assert row["train_1: epochs run (range), best"] == "13 (12-14), best 3"
+    assert report.epochs_table(runs.assign(epochs=[{}, {}])) is None
+
+
 def test_a_cold_start_runs_model_is_named_with_its_setting():
     assert report.setting_label({"cold_start": '{"users": 0.2, "k": 2, "cut_users": 189}'}) == "cold users k=2"
     assert report.setting_label({"cold_start": '{"items": 0.2, "k": 10, "cut_items": 336}'}) == "cold items k=10"
