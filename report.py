@@ -244,9 +244,8 @@ def gain_table(summaries, metric):
     for name, summary in summaries.items():
         chosen = summary[(summary["metric"] == metric) & summary["change"].notna()]
         for row in chosen.itertuples():
-            p = "n/a" if row.p is None or pd.isna(row.p) else f"{row.p:.3f}"
             rows.append({"model": row.model, "variant": row.variant, "protocol": name,
-                         "cell": f"{row.change:+.1%} (p={p})"})
+                         "cell": f"{row.change:+.1%} (p={p_text(row.p)})"})
     if not rows:
         return None
     frame = pd.DataFrame(rows)
@@ -276,14 +275,13 @@ def decomposition_lines(summaries, metric, honest="llmkt", leaky="leaky"):
                                           change(full, model, honest))
         if paper is None or train_other is None or train_main is None:
             continue
-        p = "n/a" if train_main.p is None or pd.isna(train_main.p) else f"{train_main.p:.3f}"
         lines.append(
             f"- {model}: the paper-style gain ({leaky} profiles, {other}) is {paper.change:+.1%}; with train-only "
             f"profiles under {other} it is {train_other.change:+.1%}, so leakage accounts for "
             f"{100 * (paper.change - train_other.change):+.1f} points; under {main} ranking it is "
             f"{train_main.change:+.1%}, so the sampled protocol accounts for "
             f"{100 * (train_other.change - train_main.change):+.1f} points; what survives: "
-            f"{train_main.change:+.1%} (p={p}).")
+            f"{train_main.change:+.1%} (p={p_text(train_main.p)}).")
     return lines
 
 
@@ -324,11 +322,15 @@ def summarize(runs, metrics):
     return pd.DataFrame(out)
 
 
+def p_text(p):
+    """A p-value as the tables print it: three decimals, or n/a (fewer than 2 seeds, no variance)."""
+    return "n/a" if p is None or pd.isna(p) else f"{p:.3f}"
+
+
 def cell(row):
     text = f"{row['mean']:.4f} ± {row['std']:.4f}"
     if row["change"] is not None and not pd.isna(row["change"]):
-        p = "n/a" if row["p"] is None or pd.isna(row["p"]) else f"{row['p']:.3f}"
-        text += f" ({row['change']:+.1%}, p={p})"
+        text += f" ({row['change']:+.1%}, p={p_text(row['p'])})"
     return text
 
 
