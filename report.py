@@ -121,6 +121,7 @@ def load_runs(journals, on="test"):
                 "variant": variant_label(row), "seed": row.get("seed", ""), "part": part,
                 "metrics": protocols.get(main, {}), "protocol": main, "protocols": protocols,
                 "leaky": is_leaky(row), "history": history_path(journal, history), "epochs": epochs_of(row),
+                "base_model": model, "cold": cold_setting(row),
             })
     if not rows:
         raise UserError(f"no finished experiment with {on} results in {', '.join(map(str, journals))}",
@@ -174,12 +175,18 @@ def epochs_table(runs):
     return table.reset_index()
 
 
-def setting_label(row):
-    """'cold users k=2' for a cold-start run (the journal's ``cold_start``), '' for any other."""
+def cold_setting(row):
+    """('users' or 'items', k) of a cold-start run (the journal's ``cold_start``), None for any other."""
     cold = _json(row.get("cold_start"))
     if not isinstance(cold, dict) or "k" not in cold:
-        return ""
-    return f"cold {'items' if 'items' in cold else 'users'} k={cold['k']}"
+        return None
+    return ("items" if "items" in cold else "users", int(cold["k"]))
+
+
+def setting_label(row):
+    """'cold users k=2' for a cold-start run (the journal's ``cold_start``), '' for any other."""
+    cold = cold_setting(row)
+    return f"cold {cold[0]} k={cold[1]}" if cold else ""
 
 
 def is_leaky(row):
@@ -422,6 +429,109 @@ def activity_table(breakdown):
     return table.sort_values(["model", "variant"], key=lambda c: c.map(order) if c.name == "variant" else c)
 
 
+# --- cold start: the gain against k -------------------------------------------------------------------------------
+
+COLD_TARGET = 0.10  # what would count as profiles helping the cold: +10 % on the cold users (items) with p < 0.05
+
+
+def cold_values(run, metric):
+    """(the metric on the cold-start users or items, on the rest, {user: metric} of the cold users or None).
+
+    User side: the mean of the per-user test metric over the cold users, and over the others. Item side: the
+    ``cold_items:`` evaluation (the cold items' test interactions only), and the whole test split."""
+    side = run.cold[0]
+    if side == "items":
+        return run.protocols.get("cold_items", {}).get(metric), run.metrics.get(metric), None
+    per_user = _per_user(run)
+    if not per_user or metric not in per_user or "cold" not in per_user:
+        return None, None, None
+    cold, values = np.asarray(per_user["cold"], dtype=bool), np.asarray(per_user[metric], dtype=float)
+    if not cold.any():
+        return None, None, None
+    users = np.asarray(per_user.get("user") or np.arange(len(values)))
+    return float(values[cold].mean()), float(values[~cold].mean()), pd.Series(values[cold], index=users[cold])
+
+
+def pooled_user_p(variant, baseline):
+    """(paired t, Wilcoxon) p-values over every (seed, cold user) pair: the per-user differences of all seeds pooled
+    (a seed fixes the split and the cut, hence the same cold users in both runs); None without per-user values."""
+    from scipy import stats
+
+    diffs = [(v - b.reindex(v.index)).dropna() for v, b in zip(variant, baseline, strict=True)
+             if v is not None and b is not None]
+    diffs = np.concatenate([d.to_numpy() for d in diffs]) if diffs else np.array([])
+    if len(diffs) < 2 or np.allclose(diffs, 0):
+        return None
+    return float(stats.ttest_1samp(diffs, 0.0).pvalue), float(stats.wilcoxon(diffs, method="approx").pvalue)
+
+
+def cold_gain(runs, metric="ndcg@10", baseline="baseline"):
+    """One row per cold-start setting (side, model, k) and variant: the metric on the cold users (items) of the
+    baseline and of the variant over the seeds both ran, the change, the paired p over seeds, a 95 % interval of the
+    per-seed change, the pooled per-user p (user side) and the change on the rest; None without cold-start runs."""
+    from scipy import stats
+
+    chosen = runs[runs["cold"].notna()] if "cold" in runs else runs.iloc[:0]
+    rows = []
+    for (setting, model), group in chosen.groupby([chosen["cold"], chosen["base_model"]], sort=False):
+        values = {(run.variant, run.seed): cold_values(run, metric) for run in group.itertuples()}
+        base = {seed: v for (variant, seed), v in values.items() if variant == baseline and v[0] is not None}
+        for variant in sorted({variant for variant, _ in values} - {baseline}):
+            seeds = sorted((s for (v, s), val in values.items() if v == variant and val[0] is not None and s in base),
+                           key=str)
+            if not seeds:
+                continue
+            var, bas = [values[(variant, s)] for s in seeds], [base[s] for s in seeds]
+            per_seed = np.array([v[0] / b[0] - 1 if b[0] else np.nan for v, b in zip(var, bas, strict=True)])
+            n = len(seeds)
+            half = stats.t.ppf(0.975, n - 1) * per_seed.std(ddof=1) / math.sqrt(n) if n > 1 else np.nan
+            mean_var, mean_base = np.mean([v[0] for v in var]), np.mean([b[0] for b in bas])
+            rest_var, rest_base = [v[1] for v in var], [b[1] for b in bas]
+            rows.append({
+                "side": setting[0], "model": model, "k": setting[1], "variant": variant, "n": n,
+                "baseline": mean_base, "value": mean_var, "change": mean_var / mean_base - 1 if mean_base else np.nan,
+                "p": paired_p([v[0] for v in var], [b[0] for b in bas]), "seed_change": float(np.nanmean(per_seed)),
+                "ci": half, "user_p": pooled_user_p([v[2] for v in var], [b[2] for b in bas]),
+                "rest_change": np.mean(rest_var) / np.mean(rest_base) - 1 if None not in rest_var + rest_base else None,
+                "rest_p": paired_p(rest_var, rest_base) if None not in rest_var + rest_base else None,
+            })
+    if not rows:
+        return None
+    return pd.DataFrame(rows).sort_values(["side", "model", "variant", "k"], kind="stable").reset_index(drop=True)
+
+
+def cold_gain_table(gains):
+    def user_p(pair):
+        return f"{p_text(pair[0])} / {p_text(pair[1])}" if pair else "n/a"
+
+    return pd.DataFrame({
+        "side": gains["side"], "model": gains["model"], "k": gains["k"], "variant": gains["variant"],
+        "seeds": gains["n"], "baseline": gains["baseline"].map("{:.4f}".format),
+        "variant's": gains["value"].map("{:.4f}".format),
+        "change (p over seeds)": [f"{c:+.1%} (p={p_text(p)})" for c, p in zip(gains["change"], gains["p"],
+                                                                               strict=True)],
+        "95% interval of the per-seed change": [f"{m - h:+.1%} to {m + h:+.1%}" if not pd.isna(h) else "n/a"
+                                                for m, h in zip(gains["seed_change"], gains["ci"], strict=True)],
+        "p over users (t / Wilcoxon)": gains["user_p"].map(user_p),
+        "rest: change (p)": [f"{c:+.1%} (p={p_text(p)})" if c is not None and not pd.isna(c) else "n/a"
+                             for c, p in zip(gains["rest_change"], gains["rest_p"], strict=True)],
+    })
+
+
+def cold_verdict(gains, metric="ndcg@10", target=COLD_TARGET):
+    """In words: which settings reach the target (change >= target, p over seeds < 0.05), or that none does and
+    the largest change measured."""
+    reached = gains[(gains["change"] >= target) & gains["p"].map(lambda p: p is not None and p < 0.05)]
+    name = "{r.variant} on {r.model}, cold {r.side} k={r.k}".format
+    if len(reached):
+        return [f"- Reaches the target (+{target:.0%} {metric} on the cold {r.side}, p < 0.05): {name(r=r)}, "
+                f"{r.change:+.1%} (p={p_text(r.p)})" for r in reached.itertuples()]
+    best = gains.loc[gains["change"].idxmax()]
+    return [f"- No setting reaches the target (+{target:.0%} {metric} on the cold users or items with p < 0.05 over "
+            f"seeds) in the {len(gains)} tried; the largest change is {best['change']:+.1%} "
+            f"(p={p_text(best['p'])}), {name(r=best)}."]
+
+
 # --- plots --------------------------------------------------------------------------------------------------------
 
 
@@ -487,6 +597,28 @@ def plot_activity(breakdown, path, metric="ndcg@10"):
         ax.set_xticks(range(len(ranges)), [f"{q}\n({r})" for q, r in ranges.items()])
         ax.set_title(f"{model}: test {metric} by user activity")
         ax.set_xlabel("quartile of training interactions (range)")
+        ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def plot_cold_gain(gains, path, metric="ndcg@10", target=COLD_TARGET):
+    """The change of the cold users' (items') metric against k, one line per model and variant, one panel per side:
+    the mean per-seed change with its 95 % interval, the target and zero marked."""
+    plt = pyplot()
+    sides = list(dict.fromkeys(gains["side"]))
+    fig, axes = plt.subplots(1, len(sides), figsize=(4.8 * len(sides), 3.8), squeeze=False)
+    for ax, side in zip(axes[0], sides, strict=True):
+        of_side = gains[gains["side"] == side]
+        for (model, variant), group in of_side.groupby(["model", "variant"], sort=False):
+            group = group.sort_values("k")
+            ax.errorbar(group["k"], 100 * group["seed_change"], yerr=100 * group["ci"].fillna(0), marker="o",
+                        capsize=3, label=f"{model} {variant}")
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.axhline(100 * target, color="grey", linestyle="--", linewidth=0.8, label=f"target +{target:.0%}")
+        ax.set_xticks(sorted(set(of_side["k"])))
+        ax.set_xlabel(f"k (training interactions left to each cold {side[:-1]})")
+        ax.set_ylabel(f"change of cold {side}' test {metric} (%)")
+        ax.set_title(f"cold {side}: LLM-KT against the baseline")
         ax.legend(fontsize=8)
     return save(fig, path)
 
@@ -625,6 +757,18 @@ def build_report(paths, out=None, on="test", curves="first", metrics=DEFAULT_MET
                   "same runs (range: how many users).", "", markdown_table(activity_table(cold)), ""]
         extra += ["test ndcg@10 of the cold-start users and of the others:",
                   activity_table(cold).to_string(index=False), ""]
+    gains = cold_gain(runs) if on == "test" else None
+    if gains is not None:
+        cold_table = cold_gain_table(gains)
+        lines += ["## Cold start: the gain against k", "",
+                  "For each setting, test NDCG@10 on the cold users (their per-user mean; item side: the cold items' "
+                  "test interactions only) of the baseline and the variant, averaged over the seeds both ran; the "
+                  "change of the means with a paired t-test over seeds; a 95 % interval of the per-seed change; the "
+                  "paired tests over every (seed, cold user) pair; and the change on the rest (user side: the other "
+                  "users; item side: the whole test split).", "", markdown_table(cold_table), "",
+                  *cold_verdict(gains), "", "![gain against k](cold_gain.png)", ""]
+        figures.append(plot_cold_gain(gains, out / "cold_gain.png"))
+        extra += ["cold start, the gain against k:", cold_table.to_string(index=False), *cold_verdict(gains), ""]
     chosen = choose_curves(runs, curves)
     if len(chosen):
         lines += ["## Training curves", ""]

@@ -311,6 +311,59 @@ def test_a_cold_start_runs_model_is_named_with_its_setting():
     assert report.setting_label({"cold_start": ""}) == report.setting_label({}) == ""
 
 
+def cold_runs(tmp_path, user_values, item_values):
+    """load_runs' rows for cold-start runs: user side from per-user histories {(variant, seed, k): [cold users'
+    ndcg@10]} (two other users at 0.3 each), item side from {(variant, seed, k): cold_items:ndcg@10}."""
+    rows = []
+    for (variant, seed, k), cold in user_values.items():
+        path = tmp_path / f"users_{variant}_{seed}_{k}.json"
+        path.write_text(json.dumps({"parts": {"1": {"test_per_user": {
+            "user": list(range(len(cold) + 2)), "ndcg@10": list(cold) + [0.3, 0.3],
+            "cold": [True] * len(cold) + [False, False]}}}}))
+        rows.append({"base_model": "NeuMF", "cold": ("users", k), "variant": variant, "seed": seed, "part": 1,
+                     "history": str(path), "metrics": {"ndcg@10": 0.3}, "protocols": {}})
+    for (variant, seed, k), value in item_values.items():
+        rows.append({"base_model": "NeuMF", "cold": ("items", k), "variant": variant, "seed": seed, "part": 1,
+                     "history": None, "metrics": {"ndcg@10": 0.25},
+                     "protocols": {"full": {"ndcg@10": 0.25}, "cold_items": {"ndcg@10": value}}})
+    rows.append({"base_model": "NeuMF", "cold": None, "variant": "llmkt", "seed": 1, "part": 1, "history": None,
+                 "metrics": {"ndcg@10": 0.9}, "protocols": {}})  # not a cold-start run: left out
+    return pd.DataFrame(rows)
+
+
+def test_the_cold_start_gain_against_k_pairs_seeds_and_pools_users(tmp_path):
+    users = {("baseline", s, k): [0.10, 0.12, 0.08] for s in (1, 2, 3) for k in (2, 5)}
+    users.update({("llmkt", s, 2): [0.12 + 0.001 * s, 0.13, 0.09] for s in (1, 2, 3)})  # +~12 % on every seed
+    users.update({("llmkt", s, 5): [0.10, 0.12, 0.08 + 0.002 * (s - 2)] for s in (1, 2, 3)})  # no change on average
+    items = {("baseline", 1, 2): 0.05, ("baseline", 2, 2): 0.06, ("llmkt", 1, 2): 0.05, ("llmkt", 2, 2): 0.061}
+    gains = report.cold_gain(cold_runs(tmp_path, users, items))
+    assert [(r.side, r.k, r.n) for r in gains.itertuples()] == [("items", 2, 2), ("users", 2, 3), ("users", 5, 3)]
+    row = gains.set_index(["side", "k"]).loc[("users", 2)]
+    base, var = np.mean([0.10, 0.12, 0.08]), np.mean([[0.12 + 0.001 * s, 0.13, 0.09] for s in (1, 2, 3)])
+    assert row["baseline"] == pytest.approx(base) and row["value"] == pytest.approx(var)
+    assert row["change"] == pytest.approx(var / base - 1) and row["p"] < 0.05 and row["ci"] > 0
+    assert row["rest_change"] == pytest.approx(0.0)  # the other users did not move
+    t_p, wilcoxon_p = row["user_p"]
+    assert 0 < t_p < 1 and 0 < wilcoxon_p < 1
+    assert gains.set_index(["side", "k"]).loc[("users", 5), "change"] == pytest.approx(0.0)
+    items_row = gains.set_index(["side", "k"]).loc[("items", 2)]
+    assert items_row["change"] == pytest.approx(0.111 / 0.11 - 1) and items_row["user_p"] is None
+    (line,) = report.cold_verdict(gains)
+    assert line.startswith("- Reaches the target (+10% ndcg@10 on the cold users, p < 0.05): llmkt on NeuMF, "
+                           "cold users k=2, +")
+    table = report.cold_gain_table(gains)
+    assert list(table["change (p over seeds)"])[1].startswith(f"{var / base - 1:+.1%} (p=0.0")
+    assert report.cold_verdict(gains[gains["k"] == 5])[0].startswith(
+        "- No setting reaches the target (+10% ndcg@10 on the cold users or items with p < 0.05 over seeds) in the "
+        "1 tried; the largest change is +0.0%")
+    assert report.plot_cold_gain(gains, tmp_path / "cold_gain.png").stat().st_size > 0
+
+
+def test_no_cold_start_runs_means_no_cold_start_section():
+    assert report.cold_gain(pd.DataFrame([{"cold": None, "base_model": "NeuMF", "variant": "llmkt", "seed": 1}])) \
+        is None
+
+
 # --- 5. cold start ------------------------------------------------------------------------------------------------
 
 
@@ -401,7 +454,8 @@ def test_cold_users_are_journaled_and_reported_apart(workdir, tmp_path):
     flagged = [a for a, c in zip(per_user["activity"], per_user["cold"], strict=True) if c]
     assert len(flagged) == cold["cut_users"] and set(flagged) == {2}
     assert report.main([str(path.parent / "neumf_journal.csv"), "--out", str(tmp_path), "--curves", "none"]) == 0
-    assert "## Test NDCG@10 of the cold-start users" in (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text()
+    assert "## Test NDCG@10 of the cold-start users" in text and "## Cold start: the gain against k" not in text
 
 
 def test_cold_items_are_evaluated_apart_in_the_same_journal_cell(workdir):
