@@ -239,9 +239,20 @@ def ordering_lines(summaries, metric):
         seen = {name: order[model] for name, order in orders.items() if model in order}
         same = len({tuple(v) for v in seen.values()}) == 1
         verdict = "same ordering" if same else "the ordering CHANGES"
+        if not same and not any_significant(summaries, model, metric):
+            verdict += " (within noise: no variant differs from the baseline with p < 0.05 under any protocol)"
         detail = "; ".join(f"{name}: {' > '.join(order)}" for name, order in seen.items())
         lines.append(f"- {model} ({metric}): {verdict} under {', '.join(seen)} ({detail})")
     return lines
+
+
+def any_significant(summaries, model, metric, level=0.05):
+    """Whether some variant of ``model`` differs from its baseline with p < ``level`` under some protocol."""
+    for summary in summaries.values():
+        rows = summary[(summary["model"] == model) & (summary["metric"] == metric)]
+        if any(p is not None and not pd.isna(p) and p < level for p in rows["p"]):
+            return True
+    return False
 
 
 def gain_table(summaries, metric):

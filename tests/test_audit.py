@@ -293,6 +293,20 @@ def test_the_gain_table_puts_each_variants_change_under_every_protocol_side_by_s
                            "+0.0%, so the sampled protocol accounts for +1.6 points; what survives: +0.0% (p=")
 
 
+def test_an_ordering_that_changes_only_within_noise_says_so():
+    noisy = {("baseline", 1): (0.20, 0.40), ("baseline", 2): (0.22, 0.41), ("baseline", 3): (0.21, 0.43),
+             ("llmkt", 1): (0.21, 0.39), ("llmkt", 2): (0.21, 0.42), ("llmkt", 3): (0.22, 0.41)}
+    summaries = {name: report.summarize(runs, ["ndcg@10"]) for name, runs in report.by_protocol(
+        fake_runs(noisy)).items()}
+    (line,) = report.ordering_lines(summaries, "ndcg@10")
+    assert "the ordering CHANGES (within noise: no variant differs from the baseline with p < 0.05" in line
+    clear = {**noisy, ("llmkt", 1): (0.25, 0.39), ("llmkt", 2): (0.27, 0.40), ("llmkt", 3): (0.26, 0.42)}
+    summaries = {name: report.summarize(runs, ["ndcg@10"]) for name, runs in report.by_protocol(
+        fake_runs(clear)).items()}
+    (line,) = report.ordering_lines(summaries, "ndcg@10")
+    assert "the ordering CHANGES under full, uni100" in line and "within noise" not in line
+
+
 def test_the_epochs_table_gives_mean_range_and_best_epoch_per_part():
     row = pd.Series({"train_0:epochs_run": "30", "train_0:best_epoch": "18", "train_1:epochs_run": "12",
                      "train_1:best_epoch": "", "train_0:best_test_res": "{}", "train_1:best_test_res": "{}"})
