@@ -314,6 +314,9 @@ class HiddenDistil(DistilLoss):
         rows: how hooked rows meet the batch: 'batch' (one row per interaction, in order), 'ids' (the tensor
             holds every user or item, or every user then every item, as graph models give: take the batch's
             ids), or 'auto' (default: 'ids' when the row count is that of all users / items, else 'batch').
+            'all': the hooked layer is the entity's embedding table, and every row of it (ids 1 on) meets its
+            profile in every batch, so that a user (item) with few interactions is pulled as often as any other;
+            with 'batch', the pull on an entity grows with its number of interactions.
         distance: 'mse', 'rmse' (default) or 'cosine'.
     """
 
@@ -323,7 +326,7 @@ class HiddenDistil(DistilLoss):
         Param("source", one_of("output", "input"), default="output", doc="which side of that layer"),
         Param("call", INT, default=0, doc="which call of the layer in the batch"),
         Param("entity", one_of("user", "item"), default="user", doc="whose profiles"),
-        Param("rows", one_of("auto", "batch", "ids"), default="auto", doc="how hooked rows meet the batch"),
+        Param("rows", one_of("auto", "batch", "ids", "all"), default="auto", doc="how hooked rows meet the batch"),
         Param("distance", one_of("rmse", "mse", "cosine"), default="rmse", doc="the comparison"),
     )
 
@@ -345,6 +348,8 @@ class HiddenDistil(DistilLoss):
         return first_tensor(value)
 
     def forward(self, hooked, interaction):
+        if self.rows == "all":
+            return self._every_row(hooked)
         tensor = self._tensor(self.hooked_value(hooked, call=self.call))
         count = self.n_users if self.entity == "user" else self.n_items
         ids = interaction[self.uid_field if self.entity == "user" else self.iid_field]
@@ -357,6 +362,19 @@ class HiddenDistil(DistilLoss):
             tensor = tensor[ids]
         target = self.user_targets(ids) if self.entity == "user" else self.item_targets(ids)
         return self.distance(self.metric, tensor, target)
+
+    def _every_row(self, hooked):
+        """``rows: all``: the hooked embedding table's rows of every user (item), id 1 on (0 is padding)."""
+        path = hooked.path(self.layer)
+        module = self.model.get_submodule(path) if path else self.model
+        count = self.n_users if self.entity == "user" else self.n_items
+        if not isinstance(module, nn.Embedding) or module.num_embeddings != count:
+            raise UserError(f"HiddenDistil rows: all reads the hooked layer's table, but {path or 'root'} is "
+                            f"{type(module).__name__}, not an embedding of the {count} {self.entity}s",
+                            f"hook the {self.entity} embedding (e.g. {self.entity}_mf_embedding) or use rows: batch")
+        ids = torch.arange(1, count, device=module.weight.device)
+        target = self.user_targets(ids) if self.entity == "user" else self.item_targets(ids)
+        return self.distance(self.metric, module.weight[1:], target)
 
 
 # --- per-model losses: what the ready scenarios in experiments/ use ---------------------------------------------

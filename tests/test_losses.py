@@ -154,10 +154,46 @@ def test_the_generic_loss_distils_without_model_specific_code(built, model_name,
 def test_generic_loss_options_are_checked_with_suggestions():
     with pytest.raises(UserError, match="did you mean 'distance'"):
         losses.HiddenDistil.check_options({"distanse": "cosine"})
-    with pytest.raises(UserError, match="rows must be one of auto, batch, ids"):
-        losses.HiddenDistil.check_options({"rows": "all"})
+    with pytest.raises(UserError, match="rows must be one of auto, batch, ids, all"):
+        losses.HiddenDistil.check_options({"rows": "every"})
     with pytest.raises(UserError, match="takes no param 'rows'"):
         losses.NeumfUserRMSE.check_options({"rows": "batch"})
+
+
+@pytest.mark.parametrize("entity", ["user", "item"])
+def test_rows_all_pulls_every_row_of_the_embedding_table_in_every_batch(built, entity):
+    config, data, model = built("NeuMF")
+    model = copy.deepcopy(model)
+    torch.manual_seed(0)
+    count = data.dataset.user_num if entity == "user" else data.dataset.item_num
+    profiles = {f"{entity}_emb": torch.randn(count, 8)}
+    loss = losses.HiddenDistil(model, data.train_dataset, particular=True, entity=entity, rows="all",
+                               distance="cosine", **profiles)
+    distiller = wrap.Distiller(model, loss, alpha=1.0)
+    table = getattr(model, f"{entity}_mf_embedding")
+    distiller.set_outputs([f"{entity}_mf_embedding"])
+    batch = next(iter(data.train_parts[0]))
+    distil = distiller(batch)
+    expected = loss.cosine_distance(table.weight[1:, :8], profiles[f"{entity}_emb"][1:])
+    assert float(distil) == pytest.approx(float(expected), rel=1e-5)
+    distil.backward()
+    touched = table.weight.grad.abs().sum(dim=1) > 0
+    in_batch = torch.zeros(count, dtype=torch.bool)
+    in_batch[batch[model.USER_ID if entity == "user" else model.ITEM_ID]] = True
+    assert touched[1:].all() and not touched[0]  # every row but padding, also those of no interaction in the batch
+    assert (touched & ~in_batch).any()
+
+
+def test_rows_all_on_a_layer_that_is_no_embedding_table_is_one_line(built):
+    config, data, model = built("NeuMF")
+    model = copy.deepcopy(model)
+    loss = losses.HiddenDistil(model, data.train_dataset, user_emb=torch.randn(data.dataset.user_num, 4),
+                               particular=True, rows="all")
+    distiller = wrap.Distiller(model, loss, alpha=1.0)
+    distiller.set_outputs(["predict_layer"])
+    with pytest.raises(UserError, match="rows: all reads the hooked layer's table, but predict_layer is Linear") as e:
+        distiller(next(iter(data.train_parts[0])))
+    assert "\n" not in str(e.value)
 
 
 def test_generic_loss_names_a_layer_that_is_not_hooked(built):
