@@ -195,8 +195,10 @@ def test_the_cold_start_study_compares_baseline_and_train_only_llmkt_on_one_side
                    check=True, capture_output=True, timeout=120)
     names = sorted(p.name for p in tmp_path.glob("*.yaml"))
     models = ("neumf", "simplex") if side == "users" else ("neumf",)
-    assert names == sorted(f"{m}_s{s}_{v}.yaml" for m in models for v in ("baseline", "llmkt") for s in range(1, 6))
-    assert names[:2] == ["neumf_s1_baseline.yaml", "neumf_s1_llmkt.yaml"]  # whole pairs first
+    expected = [f"{m}_s{s}_{v}.yaml" for m in models for v in ("baseline", "llmkt") for s in range(1, 6)]
+    expected += [f"neumf_s{s}_llmkt_allrows.yaml" for s in range(1, 6)]  # NeuMF only: its layer is a table
+    assert names == sorted(expected)
+    assert names[:3] == ["neumf_s1_baseline.yaml", "neumf_s1_llmkt.yaml", "neumf_s1_llmkt_allrows.yaml"]  # seed first
     base, llmkt = (yaml.safe_load((tmp_path / f"neumf_s3_{v}.yaml").read_text()) for v in ("baseline", "llmkt"))
     assert base["cold_start"] == llmkt["cold_start"] == {side: 0.2, "k": 5}
     assert "llm_config" not in base and llmkt["stopping_step"] == 10
@@ -214,6 +216,13 @@ def test_the_cold_start_study_compares_baseline_and_train_only_llmkt_on_one_side
     if side == "items":
         assert wrap["entity"] == "item" and wrap["rows"] == "batch"
         assert [s["set_outputs"] for s in llmkt["scenario"] if "set_outputs" in s] == [["item_mf_embedding"]]
+    allrows = yaml.safe_load((tmp_path / "neumf_s3_llmkt_allrows.yaml").read_text())
+    (wrap_all,) = [s["wrap_model"] for s in allrows["scenario"] if "wrap_model" in s]
+    assert wrap_all["distil_loss"] == "HiddenDistil" and wrap_all["rows"] == "all" and wrap_all["entity"] == entity
+    assert [s["set_outputs"] for s in allrows["scenario"] if "set_outputs" in s] == [[f"{entity}_mf_embedding"]]
+    assert allrows["llm_config"]["build_profiles"] == llm["build_profiles"]  # the same profiles ...
+    assert allrows["llm_config"]["preprocess_from_json"]["to"] != llm["preprocess_from_json"]["to"]  # own matrix
+    assert allrows["cold_start"] == llmkt["cold_start"] and allrows["seed"] == llmkt["seed"] == 3
     assert run_exps.main(["--check", str(tmp_path)]) == 0
 
 

@@ -60,7 +60,7 @@ BASELINE_TUNED = {}
 
 COLD_SHARE = 0.2  # of the users (items) whose training history is cut to k
 COLD_MODELS = {"users": ("NeuMF", "SimpleX"), "items": ("NeuMF",)}
-COLD_VARIANTS = ("baseline", "llmkt")
+COLD_VARIANTS = ("baseline", "llmkt", "llmkt_allrows")
 # Item side: NeuMF's GMF item embedding reconstructs the item's profile, encoded by MiniLM (what the encoder knows
 # of a title is knowledge the item ids lack), reduced to 32 columns as the user side is; one row per interaction.
 # The cold-start study scores NeuMF's full ranking with models/neumf.py's factorised scorer: the same scores up to
@@ -68,6 +68,14 @@ COLD_VARIANTS = ("baseline", "llmkt")
 COLD_RECBOLE = {"NeuMF": {"neumf_full_sort": "parts"}}
 ITEM_DISTIL = {"loss": "HiddenDistil", "layer": "item_mf_embedding", "width": 32, "alpha": 0.5, "profiles": "minilm",
                "params": {"entity": "item", "rows": "batch", "distance": "cosine"}}
+# llmkt_allrows: the same profiles, layer and distance, but every row of the embedding table meets its profile in
+# every batch (HiddenDistil rows: all), instead of one row per interaction: a cold user (item) with k interactions
+# is otherwise pulled k / (a median entity's count) as often. NeuMF only (SimpleX's distilled layer is no table).
+ALLROWS_DISTIL = {
+    "users": {"loss": "HiddenDistil", "layer": "user_mf_embedding", "width": 32, "alpha": 0.5, "profiles": "tfidf",
+              "params": {"entity": "user", "rows": "all", "distance": "cosine"}},
+    "items": {**ITEM_DISTIL, "params": {**ITEM_DISTIL["params"], "rows": "all"}},
+}
 
 
 def profile_kind(model):
@@ -92,9 +100,11 @@ def profiles_config(model, seed, variant, cold=""):
     return config
 
 
-def item_profiles_config(seed, cold):
-    """llm_config of the item side: template item profiles from the (cut) training split, encoded by MiniLM."""
-    profiles, matrix = f"item_profiles_rs_s{seed}{cold}.json", f"item_minilm384_rs_s{seed}{cold}.pt"
+def item_profiles_config(seed, cold, variant="llmkt"):
+    """llm_config of the item side: template item profiles from the (cut) training split, encoded by MiniLM; a
+    variant other than llmkt converts them into a matrix of its own (runs in parallel never share one)."""
+    tag = "" if variant == "llmkt" else f"_{variant}"
+    profiles, matrix = f"item_profiles_rs_s{seed}{cold}.json", f"item_minilm384{tag}_rs_s{seed}{cold}.pt"
     return {"embeddings_path": "datasets/llm_embeddings",
             "build_profiles": {"entity": "item", "source": "template", "encoder": "minilm", "to": profiles},
             "preprocess_from_json": {"entity": "item", "from": profiles, "to": matrix, "by": "recbole"},
@@ -129,9 +139,10 @@ def scenario(model, variant, seed, distil, test, cold="", llm=None):
 def experiment(model, variant, seed, *, test=True, journal="audit_journal.csv", recbole=None, cold_k=None,
                side="users"):
     spec = bench.MODELS[model]
-    distil = None if variant.startswith("baseline") else ITEM_DISTIL if side == "items" else spec["distil"]
+    distil = (None if variant.startswith("baseline") else ALLROWS_DISTIL[side] if variant == "llmkt_allrows"
+              else ITEM_DISTIL if side == "items" else spec["distil"])
     cold = f"_cold{cold_k}" if cold_k else ""
-    llm = (item_profiles_config(seed, cold) if side == "items" else profiles_config(model, seed, variant, cold)
+    llm = (item_profiles_config(seed, cold, variant) if side == "items" else profiles_config(model, seed, variant, cold)
            ) if distil else None
     settings = {
         "logger_level": "WARNING",
@@ -177,6 +188,8 @@ def write_cold(folder, k, side):
     for model in COLD_MODELS[side]:
         for seed in SEEDS:
             for variant in COLD_VARIANTS:
+                if variant == "llmkt_allrows" and model != "NeuMF":
+                    continue
                 text = experiment(model, variant, seed, journal=journal, cold_k=k, side=side)
                 (folder / f"{model.lower()}_s{seed}_{variant}.yaml").write_text(text)
 
