@@ -494,14 +494,18 @@ def cold_gain(runs, metric="ndcg@10", baseline="baseline"):
                 continue
             var, bas = [values[(variant, s)] for s in seeds], [base[s] for s in seeds]
             per_seed = np.array([v[0] / b[0] - 1 if b[0] else np.nan for v, b in zip(var, bas, strict=True)])
+            per_seed = per_seed[~np.isnan(per_seed)]  # a seed whose baseline scored 0 has no relative change
+            n_change = len(per_seed)
             n = len(seeds)
-            half = stats.t.ppf(0.975, n - 1) * per_seed.std(ddof=1) / math.sqrt(n) if n > 1 else np.nan
+            half = (stats.t.ppf(0.975, n_change - 1) * per_seed.std(ddof=1) / math.sqrt(n_change) if n_change > 1
+                    else np.nan)
             mean_var, mean_base = np.mean([v[0] for v in var]), np.mean([b[0] for b in bas])
             rest_var, rest_base = [v[1] for v in var], [b[1] for b in bas]
             rows.append({
                 "side": setting[0], "model": model, "k": setting[1], "variant": variant, "n": n,
-                "baseline": mean_base, "value": mean_var, "change": mean_var / mean_base - 1 if mean_base else np.nan,
-                "p": paired_p([v[0] for v in var], [b[0] for b in bas]), "seed_change": float(np.nanmean(per_seed)),
+                "baseline": mean_base, "value": mean_var, "change": relative_change(mean_var, mean_base),
+                "p": paired_p([v[0] for v in var], [b[0] for b in bas]),
+                "seed_change": float(per_seed.mean()) if n_change else np.nan,
                 "ci": half, "user_p": pooled_user_p([v[2] for v in var], [b[2] for b in bas]),
                 "rest_change": np.mean(rest_var) / np.mean(rest_base) - 1 if None not in rest_var + rest_base else None,
                 "rest_p": paired_p(rest_var, rest_base) if None not in rest_var + rest_base else None,
@@ -509,6 +513,19 @@ def cold_gain(runs, metric="ndcg@10", baseline="baseline"):
     if not rows:
         return None
     return pd.DataFrame(rows).sort_values(["side", "model", "variant", "k"], kind="stable").reset_index(drop=True)
+
+
+def relative_change(value, baseline):
+    """value / baseline - 1; from a baseline of 0, inf for any gain and nan for none."""
+    if baseline:
+        return value / baseline - 1
+    return np.inf if value > 0 else np.nan
+
+
+def change_text(change):
+    if pd.isna(change):
+        return "n/a (both 0)"
+    return "up from 0" if np.isinf(change) else f"{change:+.1%}"
 
 
 def cold_gain_table(gains):
@@ -519,8 +536,8 @@ def cold_gain_table(gains):
         "side": gains["side"], "model": gains["model"], "k": gains["k"], "variant": gains["variant"],
         "seeds": gains["n"], "baseline": gains["baseline"].map("{:.4f}".format),
         "variant's": gains["value"].map("{:.4f}".format),
-        "change (p over seeds)": [f"{c:+.1%} (p={p_text(p)})" for c, p in zip(gains["change"], gains["p"],
-                                                                               strict=True)],
+        "change (p over seeds)": [f"{change_text(c)} (p={p_text(p)})" for c, p in zip(gains["change"], gains["p"],
+                                                                                      strict=True)],
         "95% interval of the per-seed change": [f"{m - h:+.1%} to {m + h:+.1%}" if not pd.isna(h) else "n/a"
                                                 for m, h in zip(gains["seed_change"], gains["ci"], strict=True)],
         "p over users (t / Wilcoxon)": gains["user_p"].map(user_p),
@@ -536,12 +553,12 @@ def cold_verdict(gains, metric="ndcg@10", target=COLD_TARGET):
     name = "{r.variant} on {r.model}, cold {r.side} k={r.k}".format
     if len(reached):
         return [f"- Reaches the target (+{target:.0%} {metric} on the cold {r.side}, p < 0.05): {name(r=r)}, "
-                f"{r.change:+.1%} (p={p_text(r.p)})" for r in reached.itertuples()]
+                f"{change_text(r.change)} (p={p_text(r.p)})" for r in reached.itertuples()]
     if gains["change"].isna().all():
         return [f"- No setting reaches the target: no change could be computed (a baseline of 0 {metric})."]
     best = gains.loc[gains["change"].idxmax()]
     return [f"- No setting reaches the target (+{target:.0%} {metric} on the cold users or items with p < 0.05 over "
-            f"seeds) in the {len(gains)} tried; the largest change is {best['change']:+.1%} "
+            f"seeds) in the {len(gains)} tried; the largest change is {change_text(best['change'])} "
             f"(p={p_text(best['p'])}), {name(r=best)}."]
 
 

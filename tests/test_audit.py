@@ -382,6 +382,18 @@ def test_the_cold_start_gain_against_k_pairs_seeds_and_pools_users(tmp_path):
     assert report.plot_cold_gain(gains, tmp_path / "cold_gain.png").stat().st_size > 0
 
 
+def test_cold_items_that_no_run_ranks_have_no_relative_change(tmp_path):
+    items = {(v, s, k): 0.0 for v in ("baseline", "llmkt") for s in (1, 2, 3) for k in (2, 5)}
+    items.update({("llmkt", s, 5): 0.01 * s for s in (1, 2, 3)})
+    gains = report.cold_gain(cold_runs(tmp_path, {}, items)).set_index("k")
+    table = report.cold_gain_table(gains.reset_index()).set_index("k")
+    assert table.loc[2, "change (p over seeds)"] == "n/a (both 0) (p=1.000)"
+    assert table.loc[5, "change (p over seeds)"].startswith("up from 0 (p=")
+    assert table.loc[2, "95% interval of the per-seed change"] == "n/a"
+    assert report.cold_verdict(gains.reset_index())[0].startswith("- No setting reaches the target")  # p is 0.07
+    assert report.plot_cold_gain(gains.reset_index(), tmp_path / "cold_gain.png").is_file()
+
+
 def test_no_cold_start_runs_means_no_cold_start_section():
     assert report.cold_gain(pd.DataFrame([{"cold": None, "base_model": "NeuMF", "variant": "llmkt", "seed": 1}])) \
         is None
