@@ -799,6 +799,14 @@ def build_report(paths, out=None, on="test", curves="first", metrics=DEFAULT_MET
                   *cold_verdict(gains), "", "![gain against k](cold_gain.png)", ""]
         figures.append(plot_cold_gain(gains, out / "cold_gain.png"))
         extra += ["cold start, the gain against k:", cold_table.to_string(index=False), *cold_verdict(gains), ""]
+        deep = cold_gain(runs, "recall@100")
+        if deep is not None:
+            deep_table = cold_gain_table(deep)
+            lines += ["### Cold items at a deeper cut-off: recall@100", "",
+                      "An item with a few training interactions rarely reaches a top 10 of all items; recall@100 "
+                      "of the cold items' test interactions (is the item among a user's first 100?) shows a "
+                      "difference that NDCG@10 cannot.", "", markdown_table(deep_table), ""]
+            extra += ["cold items, recall@100:", deep_table.to_string(index=False), ""]
     chosen = choose_curves(runs, curves)
     if len(chosen):
         lines += ["## Training curves", ""]

@@ -348,7 +348,8 @@ def cold_runs(tmp_path, user_values, item_values):
     for (variant, seed, k), value in item_values.items():
         rows.append({"base_model": "NeuMF", "cold": ("items", k), "variant": variant, "seed": seed, "part": 1,
                      "history": None, "metrics": {"ndcg@10": 0.25},
-                     "protocols": {"full": {"ndcg@10": 0.25}, "cold_items": {"ndcg@10": value}}})
+                     "protocols": {"full": {"ndcg@10": 0.25},
+                                   "cold_items": {"ndcg@10": value, "recall@100": 5 * value}}})
     rows.append({"base_model": "NeuMF", "cold": None, "variant": "llmkt", "seed": 1, "part": 1, "history": None,
                  "metrics": {"ndcg@10": 0.9}, "protocols": {}})  # not a cold-start run: left out
     return pd.DataFrame(rows)
@@ -371,6 +372,9 @@ def test_the_cold_start_gain_against_k_pairs_seeds_and_pools_users(tmp_path):
     assert gains.set_index(["side", "k"]).loc[("users", 5), "change"] == pytest.approx(0.0)
     items_row = gains.set_index(["side", "k"]).loc[("items", 2)]
     assert items_row["change"] == pytest.approx(0.111 / 0.11 - 1) and items_row["user_p"] is None
+    deep = report.cold_gain(cold_runs(tmp_path, users, items), "recall@100")  # per-user values have no recall@100
+    assert list(deep["side"]) == ["items"] and deep["change"].iloc[0] == pytest.approx(0.111 / 0.11 - 1)
+    assert report.cold_gain_table(deep)["rest: change (p)"].iloc[0] == "n/a"  # the whole test split has no @100
     (line,) = report.cold_verdict(gains)
     assert line.startswith("- Reaches the target (+10% ndcg@10 on the cold users, p < 0.05): llmkt on NeuMF, "
                            "cold users k=2, +")
@@ -500,3 +504,14 @@ def test_cold_items_are_evaluated_apart_in_the_same_journal_cell(workdir):
     assert json.loads(row["cold_start"])["cut_items"] > 50
     test = json.loads(row["train_1:best_test_res"])
     assert 0.0 <= test["cold_items:recall@10"] <= 1.0 and test["cold_items:ndcg@10"] != test["ndcg@10"]
+    assert "cold_items:recall@100" not in test  # sampled (uni100) test: its own cut-offs only
+
+
+def test_cold_items_under_full_ranking_are_also_evaluated_at_100(workdir):
+    full = {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"}
+    path = shrink("neumf/neumf_ml100k.yaml", workdir, extra={"cold_start": {"items": 0.2, "k": 1}, "eval_args": full})
+    assert run_exps.main([str(path)]) == 0
+    (row,) = pd.read_csv(path.parent / "neumf_journal.csv", index_col=0).to_dict("records")
+    test = json.loads(row["train_1:best_test_res"])
+    assert test["cold_items:recall@100"] >= test["cold_items:recall@10"] and "cold_items:ndcg@100" in test
+    assert "recall@100" not in test  # the deeper cut-off is the cold items' only

@@ -8,7 +8,7 @@ params and acts on the run. ``utils/tmanager.py`` joins the two in its command t
 import sys
 import time
 
-from recbole.utils import init_seed
+from recbole.utils import EvaluatorType, init_seed
 from recbole.utils.argument_list import dataset_arguments
 
 from . import wrapper as wrap
@@ -394,15 +394,23 @@ def test_eval(run, params):
         _cold_items_eval(run)
 
 
+COLD_ITEMS_DEEP_TOPK = 100  # an item with a few training interactions rarely reaches a top 10 of all items
+
+
 def _cold_items_eval(run):
     """Item-side cold start: the same evaluation on the cold items' test interactions only, journaled next to the
-    others as ``cold_items:<metric>``."""
+    others as ``cold_items:<metric>``; under full ranking also at a cut-off of COLD_ITEMS_DEEP_TOPK
+    (``cold_items:recall@100``, ...), where a cold item that ranks low but not last still counts."""
     loader = cold_items_test_loader(run.config, run.data)
     if loader is None:
         say("    cold items: none of them is in the test split")
         return
-    result = run.trainer.evaluate(loader, load_best_model=run.trained_file is not None, model_file=run.trained_file,
-                                  show_progress=False)
+    config, trainer = run.config, run.trainer
+    if config["eval_args"]["mode"]["test"] == "full" and config["eval_type"] == EvaluatorType.RANKING:
+        config = alternative_config(run.config, {"topk": sorted(set(run.config["topk"]) | {COLD_ITEMS_DEEP_TOPK})})
+        trainer = safe_trainer_class(config["MODEL_TYPE"], config["model"])(config, run.model)
+    result = trainer.evaluate(loader, load_best_model=run.trained_file is not None, model_file=run.trained_file,
+                              show_progress=False)
     result = {f"cold_items:{name}": value for name, value in result.items()}
     run.record.set_part("best_test_res", {**run.record.part_value("best_test_res"), **result})
     say(f"    test result (cold items' interactions only): {metrics_line(result)}")
