@@ -190,22 +190,22 @@ def test_the_tuning_sweep_gives_the_baseline_the_budget_llmkt_had(tmp_path):
 
 @pytest.mark.parametrize("side", ["users", "items"])
 def test_the_cold_start_study_compares_baseline_and_train_only_llmkt_on_one_side(tmp_path, side):
-    subprocess.run([sys.executable, str(ROOT / "experiments/audit_ml100k/generate.py"), "--cold-start", "5",
+    subprocess.run([sys.executable, str(ROOT / "experiments/audit_ml100k/generate.py"), "--cold-start", "2",
                     *(["--items"] if side == "items" else []), "--out", str(tmp_path)],
                    check=True, capture_output=True, timeout=120)
     names = sorted(p.name for p in tmp_path.glob("*.yaml"))
     models = ("neumf", "simplex") if side == "users" else ("neumf",)
     expected = [f"{m}_s{s}_{v}.yaml" for m in models for v in ("baseline", "llmkt") for s in range(1, 6)]
-    expected += [f"neumf_s{s}_llmkt_allrows.yaml" for s in range(1, 6)]  # NeuMF only: its layer is a table
+    expected += [f"neumf_s{s}_llmkt_allrows.yaml" for s in range(1, 6)]  # NeuMF (its layer is a table), k = 2 only
     assert names == sorted(expected)
     assert names[:3] == ["neumf_s1_baseline.yaml", "neumf_s1_llmkt.yaml", "neumf_s1_llmkt_allrows.yaml"]  # seed first
     base, llmkt = (yaml.safe_load((tmp_path / f"neumf_s3_{v}.yaml").read_text()) for v in ("baseline", "llmkt"))
-    assert base["cold_start"] == llmkt["cold_start"] == {side: 0.2, "k": 5}
+    assert base["cold_start"] == llmkt["cold_start"] == {side: 0.2, "k": 2}
     assert "llm_config" not in base and llmkt["stopping_step"] == 10
     llm = llmkt["llm_config"]
     assert "history" not in llm["build_profiles"]  # train-only: what remains of the cut training split
-    assert llm["build_profiles"]["to"].endswith("_cold5.json")
-    assert llm["preprocess_from_json"]["to"].endswith("_cold5.pt")
+    assert llm["build_profiles"]["to"].endswith("_cold2.json")
+    assert llm["preprocess_from_json"]["to"].endswith("_cold2.pt")
     (wrap,) = [s["wrap_model"] for s in llmkt["scenario"] if "wrap_model" in s]
     (reduce,) = [s["reduce_dim"] for s in llmkt["scenario"] if "reduce_dim" in s]
     assert reduce["file_in"] == llm["preprocess_from_json"]["to"]
@@ -224,6 +224,11 @@ def test_the_cold_start_study_compares_baseline_and_train_only_llmkt_on_one_side
     assert allrows["llm_config"]["preprocess_from_json"]["to"] != llm["preprocess_from_json"]["to"]  # own matrix
     assert allrows["cold_start"] == llmkt["cold_start"] and allrows["seed"] == llmkt["seed"] == 3
     assert run_exps.main(["--check", str(tmp_path)]) == 0
+    other = tmp_path / "k5"
+    subprocess.run([sys.executable, str(ROOT / "experiments/audit_ml100k/generate.py"), "--cold-start", "5",
+                    *(["--items"] if side == "items" else []), "--out", str(other)],
+                   check=True, capture_output=True, timeout=120)
+    assert len(list(other.glob("*.yaml"))) == len(names) - 5 and not list(other.glob("*allrows*"))
 
 
 @pytest.mark.long

@@ -71,6 +71,7 @@ ITEM_DISTIL = {"loss": "HiddenDistil", "layer": "item_mf_embedding", "width": 32
 # llmkt_allrows: the same profiles, layer and distance, but every row of the embedding table meets its profile in
 # every batch (HiddenDistil rows: all), instead of one row per interaction: a cold user (item) with k interactions
 # is otherwise pulled k / (a median entity's count) as often. NeuMF only (SimpleX's distilled layer is no table).
+ALLROWS_K = (2,)  # the coldest setting only: at k = 2 a cold entity is pulled least by the per-interaction loss
 ALLROWS_DISTIL = {
     "users": {"loss": "HiddenDistil", "layer": "user_mf_embedding", "width": 32, "alpha": 0.5, "profiles": "tfidf",
               "params": {"entity": "user", "rows": "all", "distance": "cosine"}},
@@ -188,7 +189,7 @@ def write_cold(folder, k, side):
     for model in COLD_MODELS[side]:
         for seed in SEEDS:
             for variant in COLD_VARIANTS:
-                if variant == "llmkt_allrows" and model != "NeuMF":
+                if variant == "llmkt_allrows" and (model != "NeuMF" or k not in ALLROWS_K):
                     continue
                 text = experiment(model, variant, seed, journal=journal, cold_k=k, side=side)
                 (folder / f"{model.lower()}_s{seed}_{variant}.yaml").write_text(text)
