@@ -795,7 +795,9 @@ def build_report(paths, out=None, on="test", curves="first", metrics=DEFAULT_MET
                   "test interactions only) of the baseline and the variant, averaged over the seeds both ran; the "
                   "change of the means with a paired t-test over seeds; a 95 % interval of the per-seed change; the "
                   "paired tests over every (seed, cold user) pair; and the change on the rest (user side: the other "
-                  "users; item side: the whole test split).", "", markdown_table(cold_table), "",
+                  "users; item side: the whole test split). The test over seeds is the one the verdict uses: the "
+                  "pooled tests count users as independent, while one training run moves all of its users "
+                  "together, so their p-values are optimistic.", "", markdown_table(cold_table), "",
                   *cold_verdict(gains), "", "![gain against k](cold_gain.png)", ""]
         figures.append(plot_cold_gain(gains, out / "cold_gain.png"))
         extra += ["cold start, the gain against k:", cold_table.to_string(index=False), *cold_verdict(gains), ""]
