@@ -554,11 +554,12 @@ def cold_verdict(gains, metric="ndcg@10", target=COLD_TARGET):
     if len(reached):
         return [f"- Reaches the target (+{target:.0%} {metric} on the cold {r.side}, p < 0.05): {name(r=r)}, "
                 f"{change_text(r.change)} (p={p_text(r.p)})" for r in reached.itertuples()]
-    if gains["change"].isna().all():
-        return [f"- No setting reaches the target: no change could be computed (a baseline of 0 {metric})."]
-    best = gains.loc[gains["change"].idxmax()]
+    finite = gains[np.isfinite(gains["change"].astype(float))]
+    if finite.empty:
+        return [f"- No setting reaches the target: no relative change could be computed (a baseline of 0 {metric})."]
+    best = finite.loc[finite["change"].idxmax()]
     return [f"- No setting reaches the target (+{target:.0%} {metric} on the cold users or items with p < 0.05 over "
-            f"seeds) in the {len(gains)} tried; the largest change is {change_text(best['change'])} "
+            f"seeds) in the {len(gains)} tried; the largest relative change is {change_text(best['change'])} "
             f"(p={p_text(best['p'])}), {name(r=best)}."]
 
 

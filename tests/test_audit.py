@@ -387,7 +387,7 @@ def test_the_cold_start_gain_against_k_pairs_seeds_and_pools_users(tmp_path):
     assert list(table["change (p over seeds)"])[1].startswith(f"{var / base - 1:+.1%} (p=0.0")
     assert report.cold_verdict(gains[gains["k"] == 5])[0].startswith(
         "- No setting reaches the target (+10% ndcg@10 on the cold users or items with p < 0.05 over seeds) in the "
-        "1 tried; the largest change is +0.0%")
+        "1 tried; the largest relative change is +0.0%")
     assert report.plot_cold_gain(gains, tmp_path / "cold_gain.png").stat().st_size > 0
 
 
@@ -399,7 +399,8 @@ def test_cold_items_that_no_run_ranks_have_no_relative_change(tmp_path):
     assert table.loc[2, "change (p over seeds)"] == "n/a (both 0) (p=1.000)"
     assert table.loc[5, "change (p over seeds)"].startswith("up from 0 (p=")
     assert table.loc[2, "95% interval of the per-seed change"] == "n/a"
-    assert report.cold_verdict(gains.reset_index())[0].startswith("- No setting reaches the target")  # p is 0.07
+    (line,) = report.cold_verdict(gains.reset_index())  # p is 0.07: no target met; and 'up from 0' is no ratio
+    assert line == "- No setting reaches the target: no relative change could be computed (a baseline of 0 ndcg@10)."
     assert report.plot_cold_gain(gains.reset_index(), tmp_path / "cold_gain.png").is_file()
 
 
