@@ -396,11 +396,11 @@ def test_cold_items_that_no_run_ranks_have_no_relative_change(tmp_path):
     items.update({("llmkt", s, 5): 0.01 * s for s in (1, 2, 3)})
     gains = report.cold_gain(cold_runs(tmp_path, {}, items)).set_index("k")
     table = report.cold_gain_table(gains.reset_index()).set_index("k")
-    assert table.loc[2, "change (p over seeds)"] == "n/a (both 0) (p=1.000)"
+    assert table.loc[2, "change (p over seeds)"] == "n/a (both under 0.0005) (p=1.000)"
     assert table.loc[5, "change (p over seeds)"].startswith("up from 0 (p=")
     assert table.loc[2, "95% interval of the per-seed change"] == "n/a"
     (line,) = report.cold_verdict(gains.reset_index())  # p is 0.07: no target met; and 'up from 0' is no ratio
-    assert line == "- No setting reaches the target: no relative change could be computed (a baseline of 0 ndcg@10)."
+    assert line == "- No setting reaches the target: no relative change could be computed (ndcg@10 under 0.0005)."
     assert report.plot_cold_gain(gains.reset_index(), tmp_path / "cold_gain.png").is_file()
 
 
