@@ -384,6 +384,7 @@ def test_the_cold_start_gain_against_k_pairs_seeds_and_pools_users(tmp_path):
     assert line.startswith("- Reaches the target (+10% ndcg@10 on the cold users, p < 0.05): llmkt on NeuMF, "
                            "cold users k=2, +")
     table = report.cold_gain_table(gains)
+    assert list(table["seeds up"]) == ["1 of 2", "3 of 3", "1 of 3"]
     assert list(table["change (p over seeds)"])[1].startswith(f"{var / base - 1:+.1%} (p=0.0")
     assert report.cold_verdict(gains[gains["k"] == 5])[0].startswith(
         "- No setting reaches the target (+10% ndcg@10 on the cold users or items with p < 0.05 over seeds) in the "
