@@ -508,7 +508,8 @@ def cold_gain(runs, metric="ndcg@10", baseline="baseline"):
                 "change": relative_change(mean_var, mean_base) if max(mean_var, mean_base) >= FLOOR else np.nan,
                 "p": paired_p([v[0] for v in var], [b[0] for b in bas]),
                 "seed_change": float(per_seed.mean()) if n_change else np.nan,
-                "seeds_up": f"{int((per_seed > 0).sum())} of {n_change}" if n_change else "n/a",
+                "seeds_up": (f"{int((per_seed > 0).sum())} of {n_change}"
+                             if n_change and max(mean_var, mean_base) >= FLOOR else "n/a"),
                 "ci": half, "user_p": pooled_user_p([v[2] for v in var], [b[2] for b in bas]),
                 "rest_change": np.mean(rest_var) / np.mean(rest_base) - 1 if None not in rest_var + rest_base else None,
                 "rest_p": paired_p(rest_var, rest_base) if None not in rest_var + rest_base else None,
