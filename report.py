@@ -496,6 +496,8 @@ def cold_gain(runs, metric="ndcg@10", baseline="baseline"):
             var, bas = [values[(variant, s)] for s in seeds], [base[s] for s in seeds]
             per_seed = np.array([v[0] / b[0] - 1 if b[0] >= FLOOR else np.nan for v, b in zip(var, bas, strict=True)])
             per_seed = per_seed[~np.isnan(per_seed)]  # a seed whose baseline is at the rounding floor has no ratio
+            if max(np.mean([v[0] for v in var]), np.mean([b[0] for b in bas])) < FLOOR:
+                per_seed = per_seed[:0]  # no change of the means, so none per seed either (table and plot agree)
             n_change = len(per_seed)
             n = len(seeds)
             half = (stats.t.ppf(0.975, n_change - 1) * per_seed.std(ddof=1) / math.sqrt(n_change) if n_change > 1
@@ -508,8 +510,7 @@ def cold_gain(runs, metric="ndcg@10", baseline="baseline"):
                 "change": relative_change(mean_var, mean_base) if max(mean_var, mean_base) >= FLOOR else np.nan,
                 "p": paired_p([v[0] for v in var], [b[0] for b in bas]),
                 "seed_change": float(per_seed.mean()) if n_change else np.nan,
-                "seeds_up": (f"{int((per_seed > 0).sum())} of {n_change}"
-                             if n_change and max(mean_var, mean_base) >= FLOOR else "n/a"),
+                "seeds_up": f"{int((per_seed > 0).sum())} of {n_change}" if n_change else "n/a",
                 "ci": half, "user_p": pooled_user_p([v[2] for v in var], [b[2] for b in bas]),
                 "rest_change": np.mean(rest_var) / np.mean(rest_base) - 1 if None not in rest_var + rest_base else None,
                 "rest_p": paired_p(rest_var, rest_base) if None not in rest_var + rest_base else None,
