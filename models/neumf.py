@@ -8,7 +8,7 @@ five times the time of a training epoch on one core.
 With ``neumf_full_sort: parts`` the scores come from the same formula split where it is linear: the first MLP
 layer is ``W [u; i] + b = W_u u + W_i i + b``, computed once per user and once per item and added per pair, and the
 GMF half of the predict layer, ``w . (p * q)``, is a product of a user matrix and an item matrix. Only what
-follows the first layer's activation runs per pair. The scores equal RecBole's up to float rounding (about 1e-7),
+follows the first layer's activation runs per pair. The scores equal RecBole's up to float rounding (1e-7 to 1e-6),
 so a ranking can differ where two items' scores tie to that precision; the default (``pairs``) keeps RecBole's
 scorer, and with it every number this tool has committed.
 """
