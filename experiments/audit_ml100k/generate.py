@@ -73,7 +73,7 @@ ITEM_DISTIL = {"loss": "HiddenDistil", "layer": "item_mf_embedding", "width": 32
 # is otherwise pulled k / (a median entity's count) as often. NeuMF only (SimpleX's distilled layer is no table).
 ALLROWS_K = (2,)  # the coldest setting only: at k = 2 a cold entity is pulled least by the per-interaction loss
 ALLROWS_DISTIL = {
-    "users": {"loss": "HiddenDistil", "layer": "user_mf_embedding", "width": 32, "alpha": 0.5, "profiles": "tfidf",
+    "users": {**bench.MODELS["NeuMF"]["distil"], "loss": "HiddenDistil",  # NeumfUserCosine, but every row
               "params": {"entity": "user", "rows": "all", "distance": "cosine"}},
     "items": {**ITEM_DISTIL, "params": {**ITEM_DISTIL["params"], "rows": "all"}},
 }
