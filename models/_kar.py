@@ -111,7 +111,7 @@ class KarMixin:
         self.__dict__["_own_feature_fields"] = value
 
     def __init__(self, config, dataset):
-        self.__dict__["_kar_fields"] = int(config["kar_fields"] or 2)
+        self.__dict__["_kar_fields"] = _setting(config, "kar_fields", 2)
         super().__init__(config, dataset)
         self.kar_uid, self.kar_iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
         matrices = []
@@ -130,7 +130,7 @@ class KarMixin:
                           f"each extra field is embedding_size = {self.embedding_size} wide")
         width = sum(m.shape[1] for m in matrices)
         self.kar_adapter = MixtureOfExperts(width, self.embedding_size, self.__dict__["_kar_fields"],
-                                            int(config["kar_experts"] or 4), int(config["kar_hidden_size"] or 128))
+                                            _setting(config, "kar_experts", 4), _setting(config, "kar_hidden_size", 128))
         self.kar_adapter.apply(self._init_weights)
 
     def _check_width(self, expected, actual, key, why):
@@ -149,6 +149,11 @@ class KarMixin:
     def concat_embed_input_fields(self, interaction):
         fields = super().concat_embed_input_fields(interaction)  # [B, F, E]
         return torch.cat((fields, self.kar_adapter(self.kar_inputs(interaction))), dim=1)  # [B, F + kar, E]
+
+
+def _setting(config, key, default):
+    """A KAR setting, ``default`` only when it is not set (0 is refused by the check, never replaced)."""
+    return default if config[key] is None else int(config[key])
 
 
 def _original_name(key):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.errors import UserError, suggest
-from utils.params import INT, LAYER, Param, Schema, one_of
+from utils.params import LAYER, NON_NEGATIVE_INT, Param, Schema, one_of
 from utils.wrapper import Read
 
 _LOSSES = {}  # name or alias -> loss class; each class keeps the module it was defined in (its scope)
@@ -121,21 +121,17 @@ class DistilLoss(nn.Module):
     options = ()  # the extra wrap_model params this loss takes: utils.params.Param s (a layer: kind LAYER)
 
     @classmethod
+    def options_schema(cls):
+        """:attr:`options` as a schema whose errors name the loss (``HiddenDistil.rows must be ...``)."""
+        return Schema(tuple(cls.options), where=cls.__name__, none_is_unset=False)
+
+    @classmethod
     def check_options(cls, values):
-        """Check extra ``wrap_model`` params against :attr:`options`; raises UserError naming the bad one."""
-        from utils.steps import WRAP_KEYS  # wrap_model's own params, next to which the options are written
+        """``values`` checked against :attr:`options` (one ``UserError`` naming the loss and the key)."""
+        return cls.options_schema().check(values)
 
-        common = ", ".join(WRAP_KEYS)
-        schema = Schema(tuple(cls.options), label=f"{cls.__name__}: {{}}", none_is_unset=False,
-                        unknown=f"{cls.__name__} takes no param '{{key}}'{{suggestion}}",
-                        unknown_hint=f"its params: {{known}} (and {common})")
-        schema.check(values, also=WRAP_KEYS)
-
-    def __init__(self, model, dataset, user_emb=None, item_emb=None, particular=False, **options):
+    def __init__(self, model, dataset, user_emb=None, item_emb=None, particular=False):
         super().__init__()
-        if options:
-            self.check_options(options)
-            raise UserError(f"{type(self).__name__} does not use params {sorted(options)}")
         self.__dict__["_model"] = model  # not a submodule: its parameters belong to the wrapper already
         self.particular = bool(particular)
         self.uid_field = dataset.uid_field
@@ -251,6 +247,13 @@ class DistilLoss(nn.Module):
 _DISTANCES = {"mse": "mse", "rmse": "rmse", "cosine": "cosine_distance"}  # name in configs -> DistilLoss method
 
 
+def rows_of(model):
+    """How a hooked tensor's rows meet the batch when a loss is not told: 'ids' for a graph model (one that
+    propagates over the whole user-item graph, ``norm_adj_matrix``: LightGCN, NGCF; its forward gives every user's
+    and item's row), else 'batch'. Decided once, from the model, when the loss is built."""
+    return "ids" if getattr(model, "norm_adj_matrix", None) is not None else "batch"
+
+
 def _as_float(matrix):
     return None if matrix is None else matrix.float()
 
@@ -303,41 +306,43 @@ class GraphUserLoss(DistilLoss):
 
 @register_loss
 class HiddenDistil(DistilLoss):
-    """The generic loss, configured in ``wrap_model`` instead of written in Python.
+    """The generic loss, configured in ``wrap_model`` instead of written in Python (options: :attr:`options`).
 
-    Options (``wrap_model`` params next to ``distil_loss: HiddenDistil``):
-        layer: which hooked layer, as ``set_outputs`` names it (a number from ``info`` or a dotted path); default:
-            the one hooked layer.
-        source: 'output' (default) or 'input' of that layer.
-        call: which call of the layer in the batch (default 0: e.g. the positive items, not the negatives).
-        entity: 'user' (default) or 'item' (item profiles: set llm_config.use_item_emb).
-        rows: how hooked rows meet the batch: 'batch' (one row per interaction, in order), 'ids' (the tensor
-            holds every user or item, or every user then every item, as graph models give: take the batch's
-            ids), or 'auto' (default: 'ids' when the row count is that of all users / items, else 'batch').
-            'all': the hooked layer is the entity's embedding table, and every row of it (ids 1 on) meets its
-            profile in every batch, so that a user (item) with few interactions is pulled as often as any other;
-            with 'batch', the pull on an entity grows with its number of interactions.
-        distance: 'mse', 'rmse' (default) or 'cosine'.
+    ``rows`` says how the hooked tensor's rows meet the batch: 'batch' (one row per interaction, in order), 'ids'
+    (the tensor holds every user or item, or every user then every item, as graph models give: take the batch's
+    ids) or 'all' (the hooked layer is the entity's embedding table, and every row of it, ids 1 on, meets its profile
+    in every batch, so that a user or item with few interactions is pulled as often as any other; with 'batch', the
+    pull on an entity grows with its number of interactions). Left out (or 'auto'), it is decided once, when the
+    loss is built: 'ids' for a graph model (one with a ``norm_adj_matrix``: LightGCN, NGCF), else 'batch';
+    never from a batch's row count (a batch of exactly as many rows as users is still a batch).
     """
 
     needs = frozenset()
     options = (
         Param("layer", LAYER, doc="which hooked layer, as set_outputs names it; default: the one hooked layer"),
         Param("source", one_of("output", "input"), default="output", doc="which side of that layer"),
-        Param("call", INT, default=0, doc="which call of the layer in the batch"),
+        Param("call", NON_NEGATIVE_INT, default=0, doc="which call of the layer in the batch (0: the first)"),
         Param("entity", one_of("user", "item"), default="user", doc="whose profiles"),
-        Param("rows", one_of("auto", "batch", "ids", "all"), default="auto", doc="how hooked rows meet the batch"),
+        Param("rows", one_of("auto", "batch", "ids", "all"), default="auto",
+              doc="how hooked rows meet the batch: batch, ids or all; auto: ids for graph models, else batch, "
+                  "decided when the loss is built"),
         Param("distance", one_of("rmse", "mse", "cosine"), default="rmse", doc="the comparison"),
     )
 
-    def __init__(self, model, dataset, user_emb=None, item_emb=None, particular=False, layer=None, source="output",
-                 call=0, entity="user", rows="auto", distance="rmse"):
+    def __init__(self, model, dataset, user_emb=None, item_emb=None, particular=False, **options):
         super().__init__(model, dataset, user_emb=user_emb, item_emb=item_emb, particular=particular)
+        values = self.options_schema().filled(self.check_options(options))
+        entity = values["entity"]
         if entity == "user" and user_emb is None or entity == "item" and item_emb is None:
             raise UserError(f"HiddenDistil with entity {entity} needs {entity} profiles but none were loaded",
                             f"set llm_config.use_{entity}_emb: True and give {entity}s_emb_file in wrap_model")
-        self.layer, self.source, self.call, self.calls = layer, source, call, (call,)
-        self.entity, self.rows, self.metric = entity, rows, distance
+        self.layer, self.source, self.call = values["layer"], values["source"], values["call"]
+        self.calls = (self.call,)
+        self.entity, self.metric = entity, values["distance"]
+        self.rows = values["rows"] if values["rows"] != "auto" else rows_of(model)
+
+    def extra_repr(self):
+        return f"entity={self.entity}, rows={self.rows}, distance={self.metric}"
 
     def _tensor(self, value):
         """The hooked tensor; from a graph model's (all users, all items) pair, the entity's half."""
@@ -353,10 +358,12 @@ class HiddenDistil(DistilLoss):
         tensor = self._tensor(self.hooked_value(hooked, call=self.call))
         count = self.n_users if self.entity == "user" else self.n_items
         ids = interaction[self.uid_field if self.entity == "user" else self.iid_field]
-        rows = self.rows
-        if rows == "auto":
-            rows = "ids" if tensor.shape[0] in (count, self.n_users + self.n_items) else "batch"
-        if rows == "ids":
+        if self.rows == "ids":
+            if tensor.shape[0] not in (count, self.n_users + self.n_items):
+                raise UserError(f"HiddenDistil rows: ids reads a table of every {self.entity}, but the hooked tensor "
+                                f"has {tensor.shape[0]} rows ({count} {self.entity}s)",
+                                "hook a layer that gives every user / item (a graph model's layer 1), or use rows: "
+                                "batch")
             if tensor.shape[0] == self.n_users + self.n_items and self.entity == "item":
                 tensor = tensor[self.n_users:]
             tensor = tensor[ids]
@@ -439,11 +446,6 @@ class AutoIntUserCosine(AutoIntUserRMSE):
 @register_loss
 class SASRecUserRMSE(UserRowsLoss):
     """SASRec (sequential): the sequence representation (the model's own output, layer 1) stands for the user."""
-
-
-@register_loss
-class GRU4RecUserRMSE(SASRecUserRMSE):
-    """GRU4Rec (sequential): as :class:`SASRecUserRMSE`."""
 
 
 @register_loss

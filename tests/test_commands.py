@@ -12,7 +12,7 @@ import yaml
 
 from utils.data import build_dataset, prepare_data
 from utils.errors import UserError
-from utils.experiment import check_experiment
+from utils.experiment import check_experiment, scenario_context
 from utils.journal import JournalRecord
 from utils.settings import parse_steps
 from utils.tmanager import COMMANDS, ScenarioRun, TrainManager, check_scenario
@@ -77,7 +77,8 @@ def new_run(tiny, folder):
 
 def execute(run, steps, start=0):
     """Check ``steps`` as a scenario (order included), then run them from ``start`` on (0-based)."""
-    return TrainManager(run, check_scenario(parse_steps(steps), model_name="NeuMF")[start:]).execute()
+    context = scenario_context(run.config, run.data)
+    return TrainManager(run, check_scenario(parse_steps(steps), context=context)[start:]).execute()
 
 
 WRAP = {"wrap_model": {"distil_loss": "NeumfUserRMSE", "users_emb_file": "u8.pt", "particular": True}}
@@ -130,13 +131,36 @@ def test_reduce_dim_writes_the_reduced_matrix_and_journals_it(tiny, tmp_path):
 
 
 @covers("set_config")
-def test_set_config_changes_the_config_and_the_distillation_weight(tiny, tmp_path):
+def test_set_config_changes_the_config_and_the_distillers_weight_not_the_files(tiny, tmp_path, capsys):
     run = new_run(tiny, tmp_path)
     execute(run, [{"init_model": None}, WRAP, {"set_config": {"epochs": 3, "distil_loss_weight": 0.2}}])
-    assert run.config["epochs"] == 3 and run.settings.distil_loss_weight == 0.2 and run.distiller.alpha == 0.2
+    assert run.config["epochs"] == 3 and run.distiller.alpha == 0.2
+    assert run.settings.distil_loss_weight == 0.5  # the file's value: settings are read-only once loaded
+    out = capsys.readouterr().out
+    assert "config[distil_loss_weight]: 0.5 -> 0.2" in out and "config[epochs]: 1 -> 3" in out  # before -> after
     assert tiny[0].config["epochs"] == 1  # the run's own copy changed
-    with pytest.raises(UserError, match="'epoch' is not a setting.*did you mean 'epochs'"):
+    with pytest.raises(UserError, match="unknown key 'epoch'; did you mean 'epochs'"):
         execute(run, [{"set_config": {"epoch": 3}}])
+
+
+def test_set_config_of_the_weight_before_wrap_model_is_refused_by_the_check(tiny, tmp_path):
+    with pytest.raises(UserError, match="needs wrap_model before it") as info:
+        execute(new_run(tiny, tmp_path), [{"init_model": None}, {"set_config": {"distil_loss_weight": 0.2}}, WRAP])
+    assert info.value.step == 2
+
+
+def test_the_weight_set_after_wrap_model_is_the_one_trained_with_and_journaled(tiny, tmp_path):
+    """The trainer's own epoch loss (RecBole's sum of the losses the Distiller returned) is the 0.2-weighted mix of
+    the two losses, not the file's 0.5 one; the part's journal column and the row's say 0.2."""
+    run = new_run(tiny, tmp_path)
+    execute(run, [{"init_model": None}, WRAP, {"set_outputs": [9]}, {"set_config": {"distil_loss_weight": 0.2}},
+                  {"init_trainer": None}, {"train": None}])
+    (epoch,) = run.history[0]["trains"][0]["epochs"]
+    mean = epoch["loss"] / len(run.data.train_parts[0])
+    assert epoch["distil_loss"] > 0 and abs(epoch["model_loss"] - epoch["distil_loss"]) > 1e-3
+    assert mean == pytest.approx(0.8 * epoch["model_loss"] + 0.2 * epoch["distil_loss"], rel=1e-4)
+    assert mean != pytest.approx(0.5 * epoch["model_loss"] + 0.5 * epoch["distil_loss"], rel=1e-4)
+    assert run.record.part_value("dist_loss_w") == 0.2 and run.record.values["dist_loss_w"] == 0.2
 
 
 @covers("init_trainer")
@@ -161,7 +185,7 @@ def test_set_train_dataset_selects_the_part_train_uses(tiny, tmp_path):
     run = new_run(tiny, tmp_path)
     execute(run, [{"set_train_dataset": 1}])
     assert run.train_ds == 1 and run.record.part_value("train_ds_ind") == 1
-    with pytest.raises(UserError, match="training part 3 does not exist: there are 3"):
+    with pytest.raises(UserError, match=r"training-part index .* got 3: there are 3 \(0-2\)"):
         execute(run, [{"set_train_dataset": 3}])
 
 

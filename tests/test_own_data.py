@@ -87,7 +87,7 @@ def test_a_rating_that_is_not_a_number_is_one_line_naming_row_and_value(tmp_path
     args = ["--name", "x", "--out", str(tmp_path), "--inter", ratings, "--user-col", "user", "--item-col", "item",
             "--rating-col", "rating"]
     assert make_dataset.main(args) == 2
-    assert "rating column 'rating', row 3: 'five' is not a number" in one_error_line(capsys)
+    assert "rating column 'rating', row 3: 'five' is not a finite number" in one_error_line(capsys)
     assert not (tmp_path / "x").exists()
 
 

@@ -214,5 +214,5 @@ def test_make_profiles_cli_reports_a_bad_config_in_one_line(workdir, capsys):
 
 
 def test_an_unknown_llm_option_is_one_line_naming_the_known_ones():
-    with pytest.raises(UserError, match=r"build_profiles.llm: unknown key\(s\) \['backoff'\].*max_retries"):
+    with pytest.raises(UserError, match=r"unknown key 'backoff' in llm_config.build_profiles.llm.*max_retries"):
         ProfileSpec.from_config({"to": "u.json", "source": "llm", "llm": {"base_url": "http://x/v1", "backoff": 1}})

@@ -16,30 +16,15 @@ from recbole.evaluator.metrics import NDCG, Hit, Recall
 from recbole.utils import EvaluatorType
 
 from .errors import UserError
-from .params import INT, LIST, STR, Param, Schema, either
-from .settings import check_eval_mode, check_metrics, check_topk
+from .params import EVAL_MODE, METRICS, TOPK, Param, Schema
 
 logger = logging.getLogger(__name__)
 
 TEST_EVAL = Schema((
-    Param("mode", STR, doc="RecBole's evaluation mode for the test split: full, labeled, uniN, popN"),
-    Param("metrics", either(STR, LIST), doc="RecBole metric names, all ranking or all value metrics"),
-    Param("topk", either(INT, LIST), doc="the cut-offs of ranking metrics"),
-))
-
-
-def test_eval_params(value):
-    """``test_eval``'s params: None (the experiment's own evaluation) or {mode, metrics, topk}, each checked."""
-    if value is None:
-        return None
-    value = TEST_EVAL.check(value)
-    if "mode" in value:
-        check_eval_mode(value["mode"], "test_eval mode")
-    if "metrics" in value:
-        value["metrics"] = check_metrics(value["metrics"], "test_eval metrics")
-    if "topk" in value:
-        value["topk"] = check_topk(value["topk"], "test_eval topk")
-    return value or None
+    Param("mode", EVAL_MODE, doc="RecBole's evaluation mode for the test split: full, labeled, uniN, popN"),
+    Param("metrics", METRICS, doc="RecBole metric names, all ranking or all value metrics"),
+    Param("topk", TOPK, doc="the cut-offs of ranking metrics"),
+), summary="optional: evaluate with another mode, metrics or cut-offs")
 
 
 def alternative_config(config, params):

@@ -28,10 +28,11 @@ from .device import describe_device
 from .embeddings import convert_profiles, embeddings_dir, random_matrix, save_tensor
 from .errors import Interrupted, UserError
 from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name, locked
+from .params import check_valid_metric
 from .paths import PROJECT_ROOT
 from .profiles import ProfileSpec, ensure_profiles, mark_leaky, read_meta, refuse_unasked_leak
 from .registry import get_model_class
-from .settings import check_recbole_values, check_valid_metric, parse_settings
+from .settings import RECBOLE, parse_settings
 from .steps import say
 from .tmanager import ScenarioRun, TrainManager, check_scenario
 from .trainer import check_checkpoint_dir
@@ -76,13 +77,14 @@ def check_experiment(path, overrides=None, outputs=True):
         model_class = get_model_class(recbole["model"])
         recbole = translate_kar_keys(recbole, settings, model_class)
         check_setting_names(recbole, model_class)
-        check_recbole_values(recbole)
+        RECBOLE.check(recbole, context={"embeddings_dir": embeddings_dir(settings.llm_config.embeddings_path,
+                                                                         str(recbole["dataset"]))})
         for key in ("dataset_save_path", "dataloaders_save_path", "save_dataloaders"):
             if recbole.get(key):
                 raise UserError(f"'{key}' makes RecBole save and load pickles, which this tool does not load",
                                 "remove it: datasets are loaded once per run and reused between experiments")
-        steps = check_scenario(settings.scenario, model_name=recbole["model"])
         config = build_config(settings, recbole, model_class, overrides)
+        steps = check_scenario(settings.scenario, model_name=recbole["model"], context=scenario_context(config))
         check_valid_metric(config)
         check_dataset_location(config)
         if outputs:
@@ -91,6 +93,16 @@ def check_experiment(path, overrides=None, outputs=True):
     except UserError as exc:
         raise exc.locate(file=path) from None
     return Checked(path, raw, settings, recbole, model_class, steps, file_hash(path), config)
+
+
+def scenario_context(config, data=None):
+    """What the scenario's declarations may read besides the params: the model, the experiment's setting names
+    (``set_config``) and, once the data is prepared, the training parts and the item count (``set_train_dataset``,
+    ``test_eval``'s uniN)."""
+    context = {"model": config["model"], "settings": set(config.final_config_dict)}
+    if data is not None:
+        context.update(parts=len(data.train_parts), items=data.dataset.item_num - 1)
+    return context
 
 
 def translate_kar_keys(recbole, settings, model_class):

@@ -33,7 +33,8 @@ PART_FIELDS = [
     "loss_name", "users_emb", "items_emb", "particular", "set_outputs", "set_trainable", "train_ds_ind", "config",
     "best_val_score", "best_val_res", "best_test_res", "bestmodel_file",
 ]  # fmt: skip
-PART_EXTRA_FIELDS = ["loss_params", "reduce_dim", "epochs_run", "best_epoch", "train_time_s", "test_time_s"]
+PART_EXTRA_FIELDS = ["loss_params", "reduce_dim", "epochs_run", "best_epoch", "train_time_s", "test_time_s",
+                     "dist_loss_w"]  # dist_loss_w: the weight the part's train used (empty: no distillation)
 EXTRA_COLUMNS = [
     "model", "variant", "status", "error", "duration_s", "config_hash", "log_file", "profiles", "history_file",
     "node", "run_id", "cold_start",

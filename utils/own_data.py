@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import UserError, suggest
@@ -76,11 +77,11 @@ def parse_columns(spec, flag):
 def numbers(frame, column, path, what):
     """The column as floats; one line on the first value that is not a number."""
     values = pd.to_numeric(frame[column].str.strip(), errors="coerce")
-    bad = values.isna()
+    bad = values.isna() | ~np.isfinite(values.fillna(0))  # 'inf' parses, as 1e309 overflows to inf: both refused
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
-        raise UserError(f"{path}: {what} column '{column}', row {row + 2}: {frame[column].iloc[row]!r} is not a number",
-                        "fix or drop that row (row numbers count the header as row 1)")
+        raise UserError(f"{path}: {what} column '{column}', row {row + 2}: {frame[column].iloc[row]!r} is not a "
+                        "finite number", "fix or drop that row (row numbers count the header as row 1)")
     return values
 
 

@@ -26,8 +26,7 @@ import pandas as pd
 from .data import inter_files
 from .encoders import ENCODERS, encode
 from .errors import UserError
-from .llm_client import OPTIONS
-from .params import ANY, INT, MAPPING, Kind, Param, Schema, maybe, one_of
+from .params import ANY, TEXT, Kind, Param, Rule, Schema, int_from, number_in, one_of
 
 logger = logging.getLogger(__name__)
 
@@ -365,34 +364,42 @@ def item_prompt(facts, fields):
 # --- building -----------------------------------------------------------------------------------------------------
 
 
-def _unknown_keys(where):
-    """How an unknown key of a ``build_profiles`` part reads."""
-    return {"unknown": f"{where}: unknown key(s) [{{key!r}}]{{suggestion}}", "unknown_hint": "known keys: {known}"}
-
-
+LLM_OPTIONS = Schema((
+    Param("base_url", TEXT, doc="the OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1"),
+    Param("model", TEXT, doc="the chat model (source: llm)"),
+    Param("embedding_model", TEXT, doc="the embedding model (encoder: openai)"),
+    Param("api_key_env", TEXT, doc="the environment variable holding the API key (never the key itself)"),
+    Param("timeout", number_in(0, 3600, low_open=True), doc="seconds to wait for one response"),
+    Param("max_retries", int_from(0, 20), doc="retries after a transient failure"),
+    Param("concurrency", int_from(1, 256), doc="requests in flight at once"),
+    Param("temperature", number_in(0, 2), doc="sampling temperature of completions"),
+    Param("max_tokens", int_from(1, 1_000_000), doc="longest completion"),
+), where="build_profiles.llm", none_is_unset=False, summary="the endpoint of source: llm / encoder: openai")
+PROFILE_FIELDS = Schema(tuple(Param(name, ANY) for name in ProfileFields.__dataclass_fields__),
+                        where="llm_config.build_profiles.fields", summary="which atomic-file fields carry text")
 PROFILE_SPEC = Schema((
     Param("to", Kind(lambda v: isinstance(v, str) and v.endswith(".json") and "/" not in v, "a .json file name"),
           required=True, doc="the JSON written, in the dataset's embedding folder"),
-    Param("entity", one_of(*ENTITIES, words="user or item"), doc="whose profiles"),
-    Param("source", one_of(*SOURCES, words="template or llm"), doc="who writes the text"),
-    Param("encoder", Kind(lambda v: v in ENCODERS, "an encoder", f"use one of: {', '.join(ENCODERS)}",
-                          "{label} {value!r} is unknown"), doc="who turns the text into a vector"),
-    Param("dim", Kind(lambda v: INT.test(v) and v >= 1, "an integer of 1 or more", "the number of columns the tfidf "
-                      "encoder keeps, e.g. 256 (--dim on make_profiles.py)"), doc="tfidf only: columns"),
-    Param("fields", maybe(MAPPING), doc="which atomic-file fields carry text (ProfileFields)"),
-    Param("llm", Kind(lambda v: isinstance(v, dict), "a mapping", "e.g. llm: {base_url: ...}"),
-          doc="the endpoint's options (utils/llm_client.py OPTIONS)"),
-    Param("on_other_split", one_of("rebuild", "refuse", words="rebuild or refuse"),
+    Param("entity", one_of(*ENTITIES, words="user or item"), default="user", doc="whose profiles"),
+    Param("source", one_of(*SOURCES, words="template or llm"), default="template", doc="who writes the text"),
+    Param("encoder", Kind(lambda v: v in ENCODERS, "an encoder", f"use one of: {', '.join(ENCODERS)}"),
+          default="minilm", doc="who turns the text into a vector"),
+    Param("dim", int_from(1, hint="the number of columns the tfidf encoder keeps, e.g. 256 (--dim on "
+                                  "make_profiles.py)"), default=256, doc="tfidf only: columns"),
+    Param("fields", PROFILE_FIELDS, doc="which atomic-file fields carry text (ProfileFields)"),
+    Param("llm", LLM_OPTIONS, doc="the endpoint's options (see build_profiles.llm)"),
+    Param("on_other_split", one_of("rebuild", "refuse", words="rebuild or refuse"), default="rebuild",
           doc="existing profiles of another split: rebuild them, or refuse to run"),
     Param("history", Kind(lambda v: v in HISTORIES, "train or all", "train (the default) writes profiles from the "
                           "training split only; all (leaky on purpose, for an audit) from every interaction, "
-                          "validation and test included"), doc="the interactions profiles are written from"),
-), label="build_profiles: {}", missing="llm_config.build_profiles needs {key}: <file>.json", missing_hint="",
-    not_mapping="llm_config.build_profiles must be a mapping, got {value!r}", none_is_unset=False,
-    **_unknown_keys("llm_config.build_profiles"))
-PROFILE_FIELDS = Schema(tuple(Param(name, ANY) for name in ProfileFields.__dataclass_fields__),
-                        **_unknown_keys("llm_config.build_profiles.fields"))
-LLM_OPTIONS = Schema(tuple(Param(name, ANY) for name in OPTIONS), **_unknown_keys("build_profiles.llm"))
+                          "validation and test included"), default="train",
+          doc="the interactions profiles are written from"),
+), where="llm_config.build_profiles", rules=(
+    Rule(lambda v, c: not (v.get("source") == "llm" or v.get("encoder") == "openai")
+         or bool((v.get("llm") or {}).get("base_url")),
+         "build_profiles: source llm / encoder openai need llm: {{base_url: ...}}",
+         "an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1"),),
+    summary="profiles written from the split (make_profiles.py's settings)")
 
 
 @dataclass
@@ -418,20 +425,18 @@ class ProfileSpec:
         return f"{self.source}+{self.encoder}" + (", leaky (history: all)" if self.leaky else "")
 
     def check(self):
-        """Check every setting (:data:`PROFILE_SPEC`, the ``llm`` options); returns ``self``."""
-        PROFILE_SPEC.check({name: getattr(self, name) for name in PROFILE_SPEC.names if name != "fields"})
-        LLM_OPTIONS.check(self.llm)
-        if (self.source == "llm" or self.encoder == "openai") and not self.llm.get("base_url"):
-            raise UserError("build_profiles: source llm / encoder openai need llm: {base_url: ...}",
-                            "an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+        """Check every setting against :data:`PROFILE_SPEC` (make_profiles.py's flags build a spec directly); returns
+        ``self``."""
+        values = {name: getattr(self, name) for name in PROFILE_SPEC.names if name != "fields"}
+        PROFILE_SPEC.check(values)
         return self
 
     @classmethod
     def from_config(cls, raw):
         """One ``build_profiles`` mapping of ``llm_config``, checked, as a spec."""
-        raw = PROFILE_SPEC.check(raw)
-        fields = PROFILE_FIELDS.check(raw.pop("fields", None) or {})
-        return cls(fields=ProfileFields(**fields), **raw).check()
+        raw = {key: value for key, value in PROFILE_SPEC.check(raw).items() if value is not None}
+        fields = raw.pop("fields", None) or {}
+        return cls(fields=ProfileFields(**fields), **raw)
 
     def identity(self):
         """What must match for existing profiles to be reused (besides the split)."""

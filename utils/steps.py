@@ -1,29 +1,25 @@
-"""What each scenario command takes and does: the checkers of its params and its handler.
+"""What each scenario command does: its handler.
 
-A checker gets the params as written and returns them normalized, or raises ``UserError``; a mapping of params is
-declared as a :class:`utils.params.Schema`. A handler gets the run (``utils.tmanager.ScenarioRun``) and the checked
-params and acts on the run. ``utils/tmanager.py`` joins the two in its command table.
+A handler gets the run (``utils.tmanager.ScenarioRun``) and the params as its declaration checked them (the
+declarations are in ``utils/tmanager.py``'s command table, in the language of ``utils/params.py``) and acts on the
+run.
 """
 
 import sys
 import time
 
 from recbole.utils import EvaluatorType, init_seed
-from recbole.utils.argument_list import dataset_arguments
 
 from . import wrapper as wrap
 from .data import cold_items_test_loader
 from .embeddings import describe, load_float_matrix, load_matrix, reduce_matrix, save_tensor
-from .errors import UserError, suggest
+from .errors import UserError
 from .evaluation import activity_line, alternative_config, metrics_line, protocol_keys, test_loader, with_activity
-from .params import BOOL, INT, LAYER, STR, Param, Schema, one_of
+from .params import check_valid_metric
 from .profiles import is_leaky_matrix, mark_leaky, refuse_unasked_leaky_matrix
 from .registry import get_loss_class
-from .settings import check_alpha, check_recbole_values, check_valid_metric
 from .trainer import build_trainer, safe_trainer_class
 
-# Settings that shape the data: they are fixed once the data is prepared, so set_config cannot change them.
-DATA_KEYS = set(dataset_arguments) | {"dataset", "data_path", "eval_args", "seed", "model", "repeatable"}
 # Settings the dataloaders read when built: changing them re-configures the loaders.
 LOADER_KEYS = {"train_batch_size", "eval_batch_size", "train_neg_sample_args", "shuffle"}
 
@@ -35,124 +31,6 @@ class StopScenario(Exception):
 def say(text=""):
     """One line of the run's console output, flushed (a sweep's worker logs are read while they grow)."""
     print(text, flush=True)
-
-
-CHECKPOINT = Schema((
-    Param("file", STR, required=True, doc="a checkpoint written by this tool, or 'best' (the last train's)"),
-    Param("resume", BOOL, default=True, doc="also the optimizer, epoch and best score; false: the weights only"),
-))
-REDUCE_DIM = Schema((
-    Param("file_in", STR, required=True, doc="the matrix to reduce, in the dataset's embedding folder"),
-    Param("file_out", STR, required=True, doc="where the reduced matrix goes, in the same folder"),
-    Param("dimension", INT, required=True, doc="columns of the reduced matrix"),
-    Param("overwrite", BOOL, default=True, doc="false: keep file_out when it exists"),
-    Param("method", one_of("pca", "umap"), default="umap", doc="UMAP, as in the original tool, or PCA"),
-))
-# The loss's own options pass on to it (open_): the loss class checks them (DistilLoss.OPTIONS).
-WRAP_MODEL = Schema((
-    Param("distil_loss", STR, required=True, doc="a registered loss (models/losses.py or the model's file)"),
-    Param("users_emb_file", STR, doc="the user profile matrix; default llm_config.default_users_emb_file"),
-    Param("items_emb_file", STR, doc="the item profile matrix; default llm_config.default_items_emb_file"),
-    Param("particular", BOOL, default=False, doc="compare only the first d columns of the hooked tensor"),
-), open_=True)
-WRAP_KEYS = tuple(WRAP_MODEL.names)
-# Params naming a file in the dataset's embedding folder: they must stay inside it (no absolute path, no '..').
-FILE_PARAMS = {"reduce_dim": ("file_in", "file_out"), "wrap_model": ("users_emb_file", "items_emb_file")}
-
-
-# --- param checkers -----------------------------------------------------------------------------------------------
-
-
-def no_params(value):
-    """A command that takes no params: None (or an empty mapping or list)."""
-    if value not in (None, {}, []):
-        raise UserError(f"takes no params, got {value!r}", "leave params out or set them to None")
-    return None
-
-
-def text(value):
-    """``print``'s params: any value, printed as text."""
-    return "" if value is None else str(value)
-
-
-def info_level(value):
-    """``info``'s params: 0 (parameter counts), 1 (also the layer table) or 2 (with dotted paths)."""
-    value = 0 if value is None else value
-    if isinstance(value, bool) or value not in (0, 1, 2):
-        raise UserError(f"params must be 0 (parameter counts), 1 (also the layer table) or 2 (with dotted paths), "
-                        f"got {value!r}")
-    return value
-
-
-def part_index(value):
-    """``set_train_dataset``'s params: a training-part index."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UserError(f"params must be a training-part index (0, 1, ...), got {value!r}")
-    return value
-
-
-def layer_ref(value):
-    """One layer reference: a number from ``info`` or a dotted module path (:data:`utils.params.LAYER`)."""
-    if not LAYER.test(value):
-        raise UserError(f"{value!r} is not a layer: give a number from 'info' (1, 2, ...) or a dotted module path")
-    return value
-
-
-def layer_refs(value):
-    """``set_outputs``'s params: a list of layer references."""
-    values = value if isinstance(value, list) else [value]
-    if not values or value is None:
-        raise UserError("params must be a list of layer numbers (see 'info' with params 1)", "e.g. [9]")
-    return [layer_ref(v) for v in values]
-
-
-def trainable(value):
-    """``set_trainable``'s params: ``[[layers] or ['*'], true|false]``."""
-    if not isinstance(value, list) or len(value) != 2:
-        raise UserError(f"params must be [[layers], true|false], got {value!r}",
-                        "e.g. [['*'], false] or [[4, 5], true]")
-    refs, flag = value
-    if not isinstance(flag, bool):
-        raise UserError(f"the second item must be true or false, got {flag!r}", "write True or False, not 'Train'")
-    refs = refs if isinstance(refs, list) else [refs]
-    if refs == ["*"]:
-        return [["*"], flag]
-    if "*" in refs:
-        raise UserError("'*' (all layers) cannot be mixed with layer numbers")
-    return [layer_refs(refs), flag]
-
-
-def checkpoint_ref(value):
-    """``load_from_file``'s params: a path, or ``{file, resume}`` (:data:`CHECKPOINT`)."""
-    if isinstance(value, str) and value:
-        return {"file": value, "resume": True}
-    if isinstance(value, dict):
-        return CHECKPOINT.filled(CHECKPOINT.check(value))
-    raise UserError(f"params must be a checkpoint path (or {{file: path, resume: false}}), got {value!r}")
-
-
-def any_mapping(value):
-    """A non-empty mapping, keys unchecked (run variables, RecBole settings)."""
-    if not isinstance(value, dict) or not value:
-        raise UserError(f"params must be a non-empty mapping, got {value!r}")
-    return value
-
-
-def set_vars(value):
-    """``set``'s params: run variables; ``train_part`` must be a part index."""
-    value = any_mapping(value)
-    if "train_part" in value:
-        part_index(value["train_part"])
-    return value
-
-
-def set_config_params(value):
-    """A non-empty mapping; the common RecBole settings in it are checked as in the experiment file."""
-    value = any_mapping(value)
-    check_recbole_values(value, "set_config ")
-    if "distil_loss_weight" in value:
-        check_alpha(value["distil_loss_weight"])
-    return value
 
 
 # --- handlers -----------------------------------------------------------------------------------------------------
@@ -195,7 +73,10 @@ def _load_profiles(run, entity, file_name):
 
 
 def wrap_model(run, params):
-    """``wrap_model``: load the profile matrices, build the loss and the Distiller around the model."""
+    """``wrap_model``: load the profile matrices, build the loss and the Distiller around the model.
+
+    The Distiller's weight is that of the Distiller it replaces (a ``set_config`` of ``distil_loss_weight`` holds
+    until the next ``init_model``), else the file's ``distil_loss_weight``."""
     llm = run.settings.llm_config
     loss_class = get_loss_class(params["distil_loss"], run.config["model"])
     users_file = params.get("users_emb_file") or llm.default_users_emb_file
@@ -211,12 +92,15 @@ def wrap_model(run, params):
                 f"name the file, or set llm_config.use_{entity}_emb: False",
             )
         matrices[entity] = _load_profiles(run, entity, name)
+    alpha = run.settings.distil_loss_weight
     if run.distiller is not None:
+        alpha = run.distiller.alpha
         run.distiller.remove_outputs()
-    options = {k: v for k, v in params.items() if k not in WRAP_KEYS}
+    own = {param.name for param in loss_class.options}
+    options = {key: value for key, value in params.items() if key in own}
     loss = loss_class(run.model, run.data.train_dataset, user_emb=matrices.get("user"), item_emb=matrices.get("item"),
                       particular=params.get("particular", False), **options).to(run.config["device"])
-    run.distiller = wrap.Distiller(run.model, loss, run.settings.distil_loss_weight)
+    run.distiller = wrap.Distiller(run.model, loss, alpha)
     run.trainer = None
     run.record.set_part("loss_name", params["distil_loss"])  # as written: an alias stays the name journaled
     run.record.set_part("users_emb", users_file if "user" in matrices else None)
@@ -254,21 +138,14 @@ def reduce_dim(run, params):
 
 
 def set_config(run, params):
-    """``set_config``: change RecBole settings (not those that shape the data) and the distillation weight."""
+    """``set_config``: change RecBole settings (not those that shape the data: the declaration refuses them) and the
+    Distiller's weight. Each change is said as ``before -> after``."""
     for key, value in params.items():
         if key == "distil_loss_weight":
-            run.settings.distil_loss_weight = check_alpha(value)
-            if run.distiller is not None:
-                run.distiller.alpha = run.settings.distil_loss_weight
-        elif key in DATA_KEYS:
-            raise UserError(f"set_config cannot change '{key}' after the data is prepared",
-                            "set it in the RecBole part of the file instead")
-        elif key not in run.config:
-            raise UserError(f"set_config: '{key}' is not a setting of this experiment"
-                            + suggest(key, run.config.final_config_dict),
-                            "set_config changes existing RecBole settings (e.g. epochs, learning_rate)")
-        before = run.config[key] if key in run.config else run.settings.distil_loss_weight
-        if key != "distil_loss_weight":
+            before = run.distiller.alpha
+            run.distiller.alpha = float(value)
+        else:
+            before = run.config[key]
             run.config[key] = value
         say(f"    config[{key}]: {before!r} -> {value!r}")
     if {"valid_metric", "metrics", "topk"} & set(params):
@@ -279,8 +156,16 @@ def set_config(run, params):
     run.record.add_part("config", params)
 
 
+def refuse_all_frozen(model):
+    """A model none of whose parameters is trainable cannot be trained (RecBole's optimizer gets an empty list)."""
+    if not any(param.requires_grad for param in model.parameters()):
+        raise UserError(f"nothing to train: every parameter of {type(model).__name__} is frozen",
+                        "unfreeze some layers with set_trainable [[layers], true] before init_trainer / train")
+
+
 def init_trainer(run, params):
     """``init_trainer``: a trainer (fresh optimizer) for the model, with the distiller as its loss."""
+    refuse_all_frozen(run.model)
     part = run.record.train_part
     run.trainer = build_trainer(run.config, run.model, f"{run.file.stem}-part{part}", distiller=run.distiller)
     say(f"    {type(run.trainer).__name__}: epochs={run.config['epochs']}, "
@@ -296,13 +181,6 @@ def info(run, params):
 
 def set_train_dataset(run, params):
     """``set_train_dataset``: the training part the next ``train`` fits on."""
-    parts = len(run.data.train_parts)
-    if params >= parts:
-        raise UserError(
-            f"training part {params} does not exist: there are {parts} (0-{parts - 1})",
-            "add_train_split: [r0, r1] makes parts 0 and 1, and 2 is the whole training set"
-            if parts == 1 else "the last part is the whole training set",
-        )
     run.train_ds = params
     run.record.set_part("train_ds_ind", params)
     say(f"    training on part {params}: {len(run.data.train_parts[params].dataset)} interactions")
@@ -332,6 +210,7 @@ def set_trainable(run, params):
 
 def train(run, params):
     """``train``: fit with validation; journal the best validation result and where the best model went."""
+    refuse_all_frozen(run.model)
     config = run.config
     saved = config["save"] is not False
     loader = run.data.train_parts[run.train_ds]
@@ -358,6 +237,10 @@ def train(run, params):
     record.set_part("train_time_s", round(time.time() - started, 1))
     record.set_part("epochs_run", len(run.trainer.history or []))
     record.set_part("best_epoch", best_epoch(run.trainer.history, run.trainer.valid_metric_bigger))
+    distiller = run.trainer.distiller
+    if distiller is not None and distiller.hooked:  # the weight this train used; the row's: the last one used
+        record.set_part("dist_loss_w", distiller.alpha)
+        record.set("dist_loss_w", distiller.alpha)
     say(f"    best valid {config['valid_metric']}: {best_score}")
     say(f"    best valid result: {metrics_line(best_result)}")
     if run.trained_file:
