@@ -129,8 +129,8 @@ class KarMixin:
         self._check_width(config["kar_output_dim"], self.embedding_size, "kar_output_dim",
                           f"each extra field is embedding_size = {self.embedding_size} wide")
         width = sum(m.shape[1] for m in matrices)
-        self.kar_adapter = MixtureOfExperts(width, self.embedding_size, self.__dict__["_kar_fields"],
-                                            _setting(config, "kar_experts", 4), _setting(config, "kar_hidden_size", 128))
+        experts, hidden = _setting(config, "kar_experts", 4), _setting(config, "kar_hidden_size", 128)
+        self.kar_adapter = MixtureOfExperts(width, self.embedding_size, self.__dict__["_kar_fields"], experts, hidden)
         self.kar_adapter.apply(self._init_weights)
 
     def _check_width(self, expected, actual, key, why):

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from .errors import UserError
+from .params import JOURNAL_NAME
 from .paths import writable
 
 BASE_COLUMNS = [
@@ -155,16 +156,12 @@ class JournalError(UserError):
 
 
 def check_journal_name(name):
-    """``journal_name`` must be a plain ``.csv`` file name: the journal lives next to the experiment file."""
-    if not isinstance(name, str) or not name:
-        raise JournalError(f"journal_name must be a non-empty file name, got {name!r}")
-    if "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
-        raise JournalError(f"journal_name must be a file name (written next to the YAML), got {name!r}",
-                           "e.g. journal_name: neumf_journal.csv")
-    if Path(name).suffix.lower() != ".csv":
-        raise JournalError(f"journal_name must end in .csv, got {name!r}",
-                           "the journal is a CSV next to the experiment file; e.g. journal_name: neumf_journal.csv")
-    return name
+    """``journal_name`` checked by its declaration (:data:`utils.params.JOURNAL_NAME`), refused as a JournalError
+    (a journal that cannot be used is never appended to)."""
+    try:
+        return JOURNAL_NAME.check(name, "journal_name")
+    except UserError as exc:
+        raise JournalError(exc.message, exc.hint) from None
 
 
 def _records(text, start=0):

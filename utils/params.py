@@ -356,6 +356,11 @@ CHECKPOINT_REF = Kind(lambda v: CHECKPOINT_FILE.test(v) or isinstance(v, dict),
                       else {"file": v, "resume": True})
 
 
+JOURNAL_NAME = Kind(lambda v: isinstance(v, str) and PurePosixPath(v).suffix.lower() == ".csv" and not any(
+    c in v for c in "/\\\0"), "a .csv file name (written next to the experiment file)",
+    "e.g. journal_name: neumf_journal.csv")
+
+
 def _wandb_installed(value):
     return value is False or value is None or value is True and importlib.util.find_spec("wandb") is not None
 

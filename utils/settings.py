@@ -19,6 +19,7 @@ from .params import (
     FILE_IN_EMBEDDINGS,
     FILE_INSIDE,
     INT,
+    JOURNAL_NAME,
     LAYER_SIZES,
     LEARNING_RATE,
     LOG_WANDB,
@@ -54,7 +55,7 @@ RATIOS = list_of(Kind(lambda v: NUMBER.test(v) and 0 < v < float("inf"), "a posi
 SETTINGS = Schema((
     Param("logger_level", Kind(lambda v: isinstance(v, str) and v.upper() in LOG_LEVELS,
                                f"one of {', '.join(LOG_LEVELS)}"), default="INFO", doc="RecBole's logging level"),
-    Param("journal_name", ANY, default="journal.csv", doc="the journal, a .csv next to the file"),
+    Param("journal_name", JOURNAL_NAME, default="journal.csv", doc="the journal, a .csv next to the file"),
     Param("distil_loss_weight", ALPHA, default=0.5,
           doc="w in (1 - w) * model loss + w * distillation loss: what each wrap_model starts from"),
     Param("add_train_split", maybe(RATIOS), doc="split the training set into parts 0, 1, ... (the whole set last)"),
