@@ -5,7 +5,6 @@ reference in docs/REFERENCE.md is what the declarations give, and the project's 
 import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
