@@ -18,9 +18,8 @@ import run_exps
 from utils.data import build_dataset, prepare_data
 from utils.embeddings import derangement
 from utils.errors import UserError
-from utils.experiment import prepare_llm_files
 from utils.journal import JournalRecord
-from utils.profiles import ProfileSpec, build_profiles, ensure_profiles, meta_path, read_meta
+from utils.profiles import ProfileSpec, build_profiles, ensure_profiles, meta_path, prepare_profiles, read_meta
 from utils.settings import parse_settings
 
 
@@ -134,7 +133,7 @@ def test_shuffled_matrix_is_a_row_permutation_of_the_real_one_without_fixed_rows
                {"from": "p.json", "to": "other.pt", "shuffle": 5}]
     settings, _ = parse_settings({"llm_config": {"embeddings_path": str(tmp_path), "preprocess_from_json": convert}})
     record = JournalRecord("x.yaml", "x")
-    prepare_llm_files(settings, config, data, record)
+    prepare_profiles(settings.llm_config, config, data, record)
     real, shuffled, again, other = (torch.load(folder / f"{n}.pt") for n in ("real", "shuffled", "again", "other"))
     matches = (shuffled[:, None, :] == real[None, :, :]).all(-1)  # [shuffled row, real row]
     assert (matches.sum(1) >= 1).all()  # every shuffled row is some user's real profile

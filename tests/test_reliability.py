@@ -60,7 +60,8 @@ MISTAKES = {
     "train without init_trainer": ("neumf", drop("init_trainer"), "step 9 (train): needs init_trainer before it"),
     "set_trainable Train": ("neumf", lambda raw: raw["scenario"].insert(3, {"command": "set_trainable",
                                                                              "params": [[4], "Train"]}),
-                            "step 4 (set_trainable): the second item must be true or false, got 'Train'"),
+                            "step 4 (set_trainable): params must be [[layers] or ['*'], true or false], got [[4], "
+                            "'Train']: the second item must be true or false, got 'Train'"),
     "alpha 1.7": ("neumf", lambda raw: raw.update(distil_loss_weight=1.7),
                   "distil_loss_weight must be a number in [0, 1], got 1.7"),
     "no such dataset": ("neumf", lambda raw: raw.update(dataset="ml-2x", data_path="nowhere"),

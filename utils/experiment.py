@@ -25,12 +25,12 @@ from .data import (
     quiet_recbole_warnings,
 )
 from .device import describe_device
-from .embeddings import convert_profiles, embeddings_dir, random_matrix, save_tensor
+from .embeddings import embeddings_dir
 from .errors import Interrupted, UserError
-from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name, locked
+from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name
 from .params import check_valid_metric
 from .paths import PROJECT_ROOT
-from .profiles import ProfileSpec, ensure_profiles, mark_leaky, read_meta, refuse_unasked_leak
+from .profiles import prepare_profiles
 from .registry import get_model_class
 from .settings import RECBOLE, parse_settings
 from .steps import say
@@ -53,6 +53,7 @@ class Checked:
     steps: list  # (step, command, params)
     content_hash: str
     config: object  # RecBole Config
+    journal: object = None  # the ExperimentsJournal it appends to, when checked (outputs)
 
 
 def file_hash(path):
@@ -87,12 +88,14 @@ def check_experiment(path, overrides=None, outputs=True):
         steps = check_scenario(settings.scenario, model_name=recbole["model"], context=scenario_context(config))
         check_valid_metric(config)
         check_dataset_location(config)
+        journal = None
         if outputs:
             check_checkpoint_dir(config["checkpoint_dir"])
-            journal_for(path, settings).check()
+            journal = journal_for(path, settings)
+            journal.check()
     except UserError as exc:
         raise exc.locate(file=path) from None
-    return Checked(path, raw, settings, recbole, model_class, steps, file_hash(path), config)
+    return Checked(path, raw, settings, recbole, model_class, steps, file_hash(path), config, journal)
 
 
 def scenario_context(config, data=None):
@@ -176,76 +179,10 @@ def subdir_of(path):
         return parent.name
 
 
-def prepare_llm_files(settings, config, data, record):
-    """``llm_config`` preprocessing: random matrices; or profiles built when asked, then JSON -> matrices in
-    RecBole id order (shuffled among users for the shuffled control). The journal's ``profiles`` says which."""
-    llm = settings.llm_config
-    folder = embeddings_dir(llm.embeddings_path, config["dataset"])
-    random_spec = llm.preprocess_random or {}
-    if random_spec.get("random"):
-        write_random_matrices(random_spec, llm, data.dataset, folder, config["seed"], record)
-        return
-    specs = [ProfileSpec.from_config(raw) for raw in llm.build_profiles]
-    notes = [build_when_needed(spec, config, data, folder) for spec in specs]
-    for spec in llm.preprocess_from_json:
-        refuse_unasked_leak(folder / spec["from"], spec["from"], specs)
-        notes.append(convert_one(spec, llm, data.dataset, folder, shuffle_seed(spec, config)))
-    notes = [note for note in notes if note]
-    if notes:
-        record.set("profiles", "; ".join(notes))
-
-
-def write_random_matrices(random_spec, llm, dataset, folder, seed, record):
-    fields = {"user": dataset.uid_field, "item": dataset.iid_field}
-    for entity, key in (("user", "random_users_emb_file"), ("item", "random_items_emb_file")):
-        name = random_spec.get(key)
-        if not name:
-            continue
-        start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
-        rows = dataset.num(fields[entity]) - int(start_with_1)
-        entity_seed = seed + (0 if entity == "user" else 1)
-        save_tensor(random_matrix(rows, random_spec["embedding_size"], entity_seed), folder / name)
-        record.set("profiles", f"random {random_spec['embedding_size']}-d")
-        say(f"llm_config: random {entity} matrix {rows}x{random_spec['embedding_size']} -> {folder / name}")
-
-
-def build_when_needed(spec, config, data, folder):
-    """Build, rebuild or reuse one ``build_profiles`` entry; returns its journal note."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with locked(folder / spec.to):  # experiments of a sweep (--workers) may build the same profiles at once
-        state = ensure_profiles(spec, config, data, folder, say=say)
-    return f"{spec.to}: {spec.label()} ({state})"
-
-
-def convert_one(spec, llm, dataset, folder, shuffle=None):
-    """One ``preprocess_from_json`` entry (:func:`utils.embeddings.convert_profiles`), with ``shuffle`` the rows given
-    to other users. Returns the journal note of a shuffle, else None."""
-    entity, by = spec.get("entity", "user"), spec.get("by", "recbole")
-    note = None if shuffle is None else f"{spec['to']}: {spec['from']} shuffled among {entity}s (seed {shuffle})"
-    tokens = list(dataset.field2id_token[dataset.uid_field if entity == "user" else dataset.iid_field][1:])
-    start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
-    mark_leaky(folder / spec["to"], (read_meta(folder / spec["from"]) or {}).get("history") == "all")
-    matrix = convert_profiles(folder / spec["from"], folder / spec["to"], tokens, by=by, missing=llm.missing_profiles,
-                              start_with_1=start_with_1, shuffle=shuffle)
-    if matrix is None:
-        say(f"llm_config: {spec['to']} is up to date with {spec['from']} (same content, ids and alignment)")
-        return note
-    if shuffle is not None:
-        say(f"llm_config: {spec['to']}: rows shuffled among {entity}s (seed {shuffle}): the shuffled control")
-    say(f"llm_config: {spec['from']} -> {spec['to']} {tuple(matrix.shape)} ({entity}s, by {by})")
-    return note
-
-
-def shuffle_seed(spec, config):
-    """The seed of ``preprocess_from_json.shuffle`` (true: the experiment's seed), or None when not shuffled."""
-    shuffle = spec.get("shuffle", False)
-    if shuffle is False:
-        return None
-    return config["seed"] if shuffle is True else shuffle
-
-
-def describe_experiment(record, config, settings, dataset, checked):
-    eval_args = config["eval_args"]
+def describe_experiment(record, config, settings, data):
+    """The row's description of the experiment: data, split, evaluation and the file's distillation weight (a train
+    that distils overwrites ``dist_loss_w`` with the weight it used)."""
+    dataset, eval_args = data.dataset, config["eval_args"]
     record.values.update({
         "dataset": config["dataset"],
         "user_num": dataset.user_num,
@@ -261,8 +198,16 @@ def describe_experiment(record, config, settings, dataset, checked):
         "eval_valid_mode": eval_args["mode"]["valid"],
         "eval_test_mode": eval_args["mode"]["test"],
         "eval_valid_metric": config["valid_metric"],
-        "dist_loss_w": settings.distil_loss_weight,
     })
+    if settings.cold_start:
+        cold_start = settings.cold_start
+        entity = "users" if "users" in cold_start else "items"
+        cut = len(data.cold_users if entity == "users" else data.cold_items)
+        record.set("cold_start", {**cold_start, f"cut_{entity}": cut})
+        say(f"cold_start: {cut} {entity} keep {cold_start['k']} training interactions each")
+    say(f"== {record.values['config']}: {config['model']} on {config['dataset']} ({dataset.user_num - 1} users, "
+        f"{dataset.item_num - 1} items, {dataset.inter_num} interactions; {len(data.train_parts)} training part(s)); "
+        f"device {describe_device(config['device'], config['use_gpu'])}")
 
 
 def journal_for(path, settings=None):
@@ -301,7 +246,9 @@ def already_done(path):
 
 
 def run_experiment(path, journal=None, overrides=None, journal_values=None):
-    """Run one experiment file and append its journal row (and write its per-epoch history).
+    """Run one experiment file and append its journal row (and write its per-epoch history): RecBole's
+    ``run_recbole`` (config -> seed -> logger -> dataset -> data preparation -> model -> trainer -> fit -> evaluate),
+    with the check first, the profiles before the model, and the scenario's steps for model, trainer, fit, evaluate.
 
     ``journal_values`` (column -> value) go into the row as they are (a Ray sweep's ``node`` and ``run_id``).
 
@@ -312,73 +259,104 @@ def run_experiment(path, journal=None, overrides=None, journal_values=None):
         UserError: the experiment failed because of its input (its row is journaled as failed first).
     """
     path = Path(path)
-    started = time.time()
     keep_freed_memory()  # else every training step page-faults its tensors back in (see utils/allocator.py)
     quiet_recbole_warnings()
-    record = JournalRecord(path, subdir_of(path))
-    for column, value in (journal_values or {}).items():
-        record.set(column, value)
-    checked, state = None, {}
-    try:
-        checked = check_experiment(path, overrides)
-        journal = journal or journal_for(path, checked.settings)
-        record.set("model", checked.recbole["model"])
-        record.set("config_hash", checked.content_hash)
-        record.set("dist_loss_w", checked.settings.distil_loss_weight)
+    with Journaling(path, journal, journal_values) as entry:
+        checked = entry.checked = check_experiment(path, overrides)
+        settings, config = checked.settings, checked.config
+        entry.started_with(checked)
+        init_seed(config["seed"], config["reproducibility"])
+        entry.record.set("log_file", setup_logging(config))
+        dataset = build_dataset(config)
+        RECBOLE.check(checked.recbole, context={"items": dataset.item_num - 1})  # uniN against the item count
+        data = prepare_data(config, dataset, settings.add_train_split, settings.add_train_shuffle, settings.cold_start)
+        steps = check_scenario(settings.scenario, context=scenario_context(config, data))  # part indexes, uniN
+        describe_experiment(entry.record, config, settings, data)
+        prepare_profiles(settings.llm_config, config, data, entry.record, say)
+        entry.run = ScenarioRun(file=path, config=config, settings=settings, data=data, record=entry.record,
+                                model_class=checked.model_class)
+        entry.status = TrainManager(entry.run, steps).execute()
+    entry.report()
+    return entry.status, entry.record
+
+
+class Journaling:
+    """The one journaling context of an experiment: whatever happens inside, one row is appended to the one
+    journal found for the file (a failure or an interruption is journaled, then goes on)."""
+
+    def __init__(self, path, journal=None, journal_values=None):
+        self.path, self.journal, self.started = path, journal, time.time()
+        self.record = JournalRecord(path, subdir_of(path))
+        for column, value in (journal_values or {}).items():
+            self.record.set(column, value)
+        self.checked, self.run, self.status = None, None, None
+
+    def started_with(self, checked):
+        """The checked file's columns: model, content hash, the file's weight and the declared parts."""
+        self.journal = self.journal or checked.journal
+        self.record.set("model", checked.recbole["model"])
+        self.record.set("config_hash", checked.content_hash)
+        self.record.set("dist_loss_w", checked.settings.distil_loss_weight)
         if checked.settings.add_train_split:
-            record.declare_parts((0, 1))
-        status = _run_checked(checked, record, state)
-    except BaseException as exc:
-        if isinstance(exc, UserError):
-            exc.locate(file=path)
-        if not isinstance(exc, JournalError):  # a journal that cannot be used is not appended to
-            _journal_failure(path, journal, checked, state, record, exc)
-        raise
-    _journal_outcome(path, journal, checked, state, record, status, None, None)
-    for part in sorted(record.parts):
-        result = record.part_value("best_test_res", part)
-        if result:
-            say(f"result: train_{part} test " + "  ".join(f"{k}={v:.4f}" for k, v in result.items()))
-    say(f"journal: {journal.path} ({status}, {time.time() - started:.1f}s)")
-    return status, record
+            self.record.declare_parts((0, 1))
 
+    def __enter__(self):
+        return self
 
-def _journal_failure(path, journal, checked, state, record, failure):
-    """Journal a failed or interrupted experiment. Whatever goes wrong while journaling, ``failure`` is what the
-    caller re-raises: the journal's trouble is added to its line (a UserError) or logged, never put in its place."""
-    if isinstance(failure, UserError):
-        status, error = "failed", failure.line()
-    elif isinstance(failure, KeyboardInterrupt):
-        status = "interrupted"
-        error = f"interrupted ({failure})" if isinstance(failure, Interrupted) else "interrupted by the user (Ctrl-C)"
-    else:
-        status, error = "failed", f"internal error: {type(failure).__name__}: {failure}"
-    try:
-        _journal_outcome(path, journal, checked, state, record, status, error, failure)
-    except Exception as exc:  # noqa: BLE001 - reported, and the experiment's own error goes on
-        logger.error("the failed experiment could not be journaled: %s: %s", type(exc).__name__, exc)
+    def __exit__(self, kind, failure, traceback):
+        if failure is None:
+            self._append(self.status, None, None)
+            return False
         if isinstance(failure, UserError):
-            failure.message += f" (not journaled: {type(exc).__name__}: {exc})"
+            failure.locate(file=self.path)
+        if not isinstance(failure, JournalError):  # a journal that cannot be used is not appended to
+            self._append_failure(failure)
+        return False  # the failure goes on
 
-
-def _journal_outcome(path, journal, checked, state, record, status, error, failure):
-    """Append the experiment's row. When the append itself fails while another error is on its way, that error
-    says so (one line) instead of being replaced by the journal's."""
-    journal = journal or journal_for(path, checked.settings if checked else None)
-    if error and len(error) > MAX_ERROR_CHARS and record.values.get("log_file"):
-        logger.error("%s", error)  # the whole line, in this run's log; the journal cell is cut
-    record.finish(status, error)
-    if journal is None:
-        return
-    try:
-        write_history(state.get("run"), record, journal)
-        journal.append(record.row())
-    except (UserError, OSError) as exc:
-        problem = exc.line() if isinstance(exc, UserError) else f"cannot write the history: {exc}"
+    def _append_failure(self, failure):
+        """Journal a failed or interrupted experiment. Whatever goes wrong while journaling, ``failure`` is what
+        goes on: the journal's trouble is added to its line (a UserError) or logged, never put in its place."""
         if isinstance(failure, UserError):
-            failure.message += f" (not journaled: {problem})"
-        elif failure is None:
-            raise (exc if isinstance(exc, JournalError) else JournalError(problem)) from None
+            status, error = "failed", failure.line()
+        elif isinstance(failure, KeyboardInterrupt):
+            status = "interrupted"
+            error = (f"interrupted ({failure})" if isinstance(failure, Interrupted)
+                     else "interrupted by the user (Ctrl-C)")
+        else:
+            status, error = "failed", f"internal error: {type(failure).__name__}: {failure}"
+        try:
+            self._append(status, error, failure)
+        except Exception as exc:  # noqa: BLE001 - reported, and the experiment's own error goes on
+            logger.error("the failed experiment could not be journaled: %s: %s", type(exc).__name__, exc)
+            if isinstance(failure, UserError):
+                failure.message += f" (not journaled: {type(exc).__name__}: {exc})"
+
+    def _append(self, status, error, failure):
+        """Append the row. When the append itself fails while another error is on its way, that error says so (one
+        line) instead of being replaced by the journal's."""
+        self.journal = self.journal or journal_for(self.path, self.checked.settings if self.checked else None)
+        if error and len(error) > MAX_ERROR_CHARS and self.record.values.get("log_file"):
+            logger.error("%s", error)  # the whole line, in this run's log; the journal cell is cut
+        self.record.finish(status, error)
+        if self.journal is None:
+            return
+        try:
+            write_history(self.run, self.record, self.journal)
+            self.journal.append(self.record.row())
+        except (UserError, OSError) as exc:
+            problem = exc.line() if isinstance(exc, UserError) else f"cannot write the history: {exc}"
+            if isinstance(failure, UserError):
+                failure.message += f" (not journaled: {problem})"
+            elif failure is None:
+                raise (exc if isinstance(exc, JournalError) else JournalError(problem)) from None
+
+    def report(self):
+        """The console's closing lines: each part's test result and where the row went."""
+        for part in sorted(self.record.parts):
+            result = self.record.part_value("best_test_res", part)
+            if result:
+                say(f"result: train_{part} test " + "  ".join(f"{k}={v:.4f}" for k, v in result.items()))
+        say(f"journal: {self.journal.path} ({self.status}, {time.time() - self.started:.1f}s)")
 
 
 def write_history(run, record, journal):
@@ -397,29 +375,3 @@ def write_history(run, record, journal):
                "parts": {str(part): value for part, value in sorted(run.history.items())}}
     path.write_text(json.dumps(history))
     record.set("history_file", str(path.relative_to(journal.path.parent)))
-
-
-def describe_cold_start(cold_start, data, record):
-    entity = "users" if "users" in cold_start else "items"
-    cut = len(data.cold_users if entity == "users" else data.cold_items)
-    record.set("cold_start", {**cold_start, f"cut_{entity}": cut})
-    say(f"cold_start: {cut} {entity} keep {cold_start['k']} training interactions each")
-
-
-def _run_checked(checked, record, state):
-    settings, config = checked.settings, checked.config
-    init_seed(config["seed"], config["reproducibility"])
-    record.set("log_file", setup_logging(config))
-    dataset = build_dataset(config)
-    data = prepare_data(config, dataset, settings.add_train_split, settings.add_train_shuffle, settings.cold_start)
-    describe_experiment(record, config, settings, dataset, checked)
-    if settings.cold_start:
-        describe_cold_start(settings.cold_start, data, record)
-    say(f"== {checked.file}: {config['model']} on {config['dataset']} ({dataset.user_num - 1} users, "
-        f"{dataset.item_num - 1} items, {dataset.inter_num} interactions; {len(data.train_parts)} training part(s)); "
-        f"device {describe_device(config['device'], config['use_gpu'])}")
-    prepare_llm_files(settings, config, data, record)
-    run = ScenarioRun(file=checked.file, config=config, settings=settings, data=data, record=record,
-                      model_class=checked.model_class)
-    state["run"] = run
-    return TrainManager(run, checked.steps).execute()

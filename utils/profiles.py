@@ -24,8 +24,10 @@ import numpy as np
 import pandas as pd
 
 from .data import inter_files
+from .embeddings import convert_profiles, embeddings_dir, random_matrix, save_tensor
 from .encoders import ENCODERS, encode
 from .errors import UserError
+from .journal import locked
 from .params import ANY, TEXT, Kind, Param, Rule, Schema, int_from, number_in, one_of
 
 logger = logging.getLogger(__name__)
@@ -659,3 +661,73 @@ def refuse_unasked_leaky_matrix(matrix_path, llm_config):
                     f"interactions too (see {leaky_marker(matrix_path).name})",
                     "ask for leaky profiles on purpose (build_profiles: {history: all, ...}), or use a matrix made "
                     "from train-only profiles")
+
+
+# --- preparing an experiment's profile matrices (llm_config), before its scenario runs -------------------------
+
+
+def prepare_profiles(llm, config, data, record, say=print):
+    """``llm_config`` preprocessing: random matrices; or profiles built when asked, then JSON -> matrices in
+    RecBole id order (shuffled among users for the shuffled control). The journal's ``profiles`` says which."""
+    folder = embeddings_dir(llm.embeddings_path, config["dataset"])
+    random_spec = llm.preprocess_random or {}
+    if random_spec.get("random"):
+        write_random_matrices(random_spec, llm, data.dataset, folder, config["seed"], record, say)
+        return
+    specs = [ProfileSpec.from_config(raw) for raw in llm.build_profiles]
+    notes = [build_when_needed(spec, config, data, folder, say) for spec in specs]
+    for spec in llm.preprocess_from_json:
+        refuse_unasked_leak(folder / spec["from"], spec["from"], specs)
+        notes.append(convert_one(spec, llm, data.dataset, folder, shuffle_seed(spec, config), say))
+    notes = [note for note in notes if note]
+    if notes:
+        record.set("profiles", "; ".join(notes))
+
+
+def write_random_matrices(random_spec, llm, dataset, folder, seed, record, say=print):
+    fields = {"user": dataset.uid_field, "item": dataset.iid_field}
+    for entity, key in (("user", "random_users_emb_file"), ("item", "random_items_emb_file")):
+        name = random_spec.get(key)
+        if not name:
+            continue
+        start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
+        rows = dataset.num(fields[entity]) - int(start_with_1)
+        entity_seed = seed + (0 if entity == "user" else 1)
+        save_tensor(random_matrix(rows, random_spec["embedding_size"], entity_seed), folder / name)
+        record.set("profiles", f"random {random_spec['embedding_size']}-d")
+        say(f"llm_config: random {entity} matrix {rows}x{random_spec['embedding_size']} -> {folder / name}")
+
+
+def build_when_needed(spec, config, data, folder, say=print):
+    """Build, rebuild or reuse one ``build_profiles`` entry; returns its journal note."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with locked(folder / spec.to):  # experiments of a sweep (--workers) may build the same profiles at once
+        state = ensure_profiles(spec, config, data, folder, say=say)
+    return f"{spec.to}: {spec.label()} ({state})"
+
+
+def convert_one(spec, llm, dataset, folder, shuffle=None, say=print):
+    """One ``preprocess_from_json`` entry (:func:`utils.embeddings.convert_profiles`), with ``shuffle`` the rows given
+    to other users. Returns the journal note of a shuffle, else None."""
+    entity, by = spec.get("entity", "user"), spec.get("by", "recbole")
+    note = None if shuffle is None else f"{spec['to']}: {spec['from']} shuffled among {entity}s (seed {shuffle})"
+    tokens = list(dataset.field2id_token[dataset.uid_field if entity == "user" else dataset.iid_field][1:])
+    start_with_1 = llm.users_start_with_1 if entity == "user" else llm.items_start_with_1
+    mark_leaky(folder / spec["to"], (read_meta(folder / spec["from"]) or {}).get("history") == "all")
+    matrix = convert_profiles(folder / spec["from"], folder / spec["to"], tokens, by=by, missing=llm.missing_profiles,
+                              start_with_1=start_with_1, shuffle=shuffle)
+    if matrix is None:
+        say(f"llm_config: {spec['to']} is up to date with {spec['from']} (same content, ids and alignment)")
+        return note
+    if shuffle is not None:
+        say(f"llm_config: {spec['to']}: rows shuffled among {entity}s (seed {shuffle}): the shuffled control")
+    say(f"llm_config: {spec['from']} -> {spec['to']} {tuple(matrix.shape)} ({entity}s, by {by})")
+    return note
+
+
+def shuffle_seed(spec, config):
+    """The seed of ``preprocess_from_json.shuffle`` (true: the experiment's seed), or None when not shuffled."""
+    shuffle = spec.get("shuffle", False)
+    if shuffle is False:
+        return None
+    return config["seed"] if shuffle is True else shuffle
