@@ -57,6 +57,22 @@ def test_ready_scenario_runs_and_journals_both_phases(workdir, experiment):
         test = json.loads(row[f"train_{part}:best_test_res"])
         assert 0.0 <= test["ndcg@10"] <= 1.0
         assert Path(row[f"train_{part}:bestmodel_file"]).is_file()
+    assert_distillation_trained_part_0(path.parent, row)
+
+
+def assert_distillation_trained_part_0(folder, row):
+    """Part 0 trained on the mix the journal names: RecBole's own epoch loss (the sum of what the Distiller
+    returned per batch) is (1 - w) * model loss + w * distillation loss with w = train_0:dist_loss_w > 0 and a
+    distillation loss that is not the model's. Distillation switched off (no hooks, w ignored, nothing captured)
+    fails here."""
+    alpha = float(row["train_0:dist_loss_w"])
+    assert alpha > 0
+    history = json.loads((folder / row["history_file"]).read_text())
+    for epoch in history["parts"]["0"]["trains"][-1]["epochs"]:
+        assert epoch["distil_loss"] is not None and epoch["distil_loss"] > 0
+        assert abs(epoch["distil_loss"] - epoch["model_loss"]) > 1e-4
+        mixed = (1 - alpha) * epoch["model_loss"] + alpha * epoch["distil_loss"]
+        assert epoch["loss"] / epoch["batches"] == pytest.approx(mixed, rel=1e-3)
 
 
 KAR_FOLDER = sorted(str(p.relative_to(EXPERIMENTS)) for p in (EXPERIMENTS / "autoint_kar_ml100k").glob("*.yaml"))

@@ -2,6 +2,7 @@
 the value, exit status 2 and no traceback; the journal's earlier bytes never change and nothing is written outside
 the run's folders. Most cases fail at the check, before any data is loaded; all use a tiny slice of ml-100k."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -310,6 +311,70 @@ KINDS = [
 ]  # fmt: skip
 
 
+# --- values the checks once missed (issue 24): each one refused before training, in one line ---------------------
+
+
+def top_level_key(text, shown):
+    def setup(root):
+        path = experiment(root)
+        edit_yaml(path, path.read_text() + text)
+        return [str(path), "--check"], path.name, shown
+
+    setup.__name__ = f"top-level key {text.strip()!r}"
+    return setup
+
+
+def kar_setting(key, value, shown=None, link=False):
+    def setup(root):
+        if link:  # a name inside the embedding folder that is a symlink to a file outside it
+            (emb_folder(root) / value).symlink_to(root / "outside" / "keep.txt")
+        path = experiment(root, model="AutoIntKar", **{key: value})
+        return [str(path), "--check"], path.name, shown or repr(value)
+
+    setup.__name__ = f"AutoIntKar {key}={value!r}" + (" (symlink out)" if link else "")
+    return setup
+
+
+def run_step(scenario, shown, **changes):
+    """A scenario that passes --check but must stop before training, with the data (a full run)."""
+    def setup(root):
+        path = experiment(root, scenario=scenario, **changes)
+        return [str(path)], path.name, shown
+
+    setup.__name__ = f"run {[next(iter(step.values())) for step in scenario][-1]!r} {changes or ''}"
+    return setup
+
+
+def llm_option(key, value):
+    def setup(root):
+        spec = {"to": "u.json", "source": "llm", "llm": {"base_url": "http://127.0.0.1:9/v1", key: value}}
+        path = llm_file("build_profiles", spec)(root)[0][0]
+        return [path, "--check"], Path(path).name, repr(value)
+
+    setup.__name__ = f"build_profiles.llm.{key}={value!r}"
+    return setup
+
+
+MISSED = [
+    setting("learning_rate", 1e308, "1e+308"), setting("weight_decay", 1e308, "1e+308"),
+    setting("embedding_size", 0), setting("mf_embedding_size", -8), setting("dropout_prob", 2.0),
+    setting("mlp_hidden_size", []), setting("log_wandb", True), kar_setting("kar_fields", 0),
+    kar_setting("kar_experts", 0), kar_setting("kar_user_emb_file", "../../outside/keep.txt"),
+    kar_setting("kar_user_emb_file", "/etc/passwd"), kar_setting("kar_item_emb_file", "linked.pt", "linked.pt", True),
+    top_level_key("1: one\n", "1"), top_level_key("~: nothing\n", "None"),
+    llm_option("timeout", "abc"), llm_option("max_retries", -1), llm_option("concurrency", 0),
+    run_step(TRAIN[:1], "uni99999", eval_args={"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO",
+                                               "mode": {"valid": "uni100", "test": "uni99999"}}),
+    run_step(TRAIN + [{"test_eval": {"mode": "pop5000"}}], "pop5000"),
+    run_step([{"init_model": None}, {"set_trainable": [["*"], False]}, {"init_trainer": None}, {"train": None}],
+             "frozen"),
+    run_step([{"init_model": None}, {"set_train_dataset": 1}], "got 1: there are 1"),
+]  # fmt: skip
+if importlib.util.find_spec("wandb") is not None:  # log_wandb: True is fine where wandb is installed
+    MISSED.remove(next(kind for kind in MISSED if kind.__name__ == "log_wandb=True"))
+KINDS += MISSED
+
+
 @pytest.mark.parametrize("setup", KINDS, ids=[kind.__name__ for kind in KINDS])
 def test_hostile_input_is_one_line_exit_2_and_changes_nothing_earlier(workdir, capsys, setup):
     (workdir / "outside").mkdir()
@@ -405,6 +470,20 @@ def test_sigterm_journals_the_running_experiment_as_interrupted(workdir):
     assert after.startswith(before)
     row = pd.read_csv(path.parent / JOURNAL, index_col=0).iloc[-1]
     assert row["config"] == "exp.yaml" and row["status"] == "interrupted" and "SIGTERM" in row["error"]
+
+
+@pytest.mark.parametrize("rating", ["inf", "-inf", "1e309", "nan"])
+def test_make_dataset_refuses_a_rating_that_is_not_finite(tmp_path, capsys, rating):
+    import make_dataset
+
+    (tmp_path / "r.csv").write_text(f"user,item,rating\nu1,i1,4\nu1,i2,{rating}\n")
+    args = ["--name", "x", "--out", str(tmp_path), "--inter", str(tmp_path / "r.csv"), "--user-col", "user",
+            "--item-col", "item", "--rating-col", "rating"]
+    assert make_dataset.main(args) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"row 3: '{rating}' is not a finite number" in errors[0] and "r.csv" in errors[0]
+    assert "Traceback" not in err and not (tmp_path / "x").exists()
 
 
 def test_make_profiles_tfidf_dim_0_is_one_line(workdir, capsys):

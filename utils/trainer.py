@@ -74,7 +74,7 @@ class SafeCheckpointMixin:
         started = time.time()
         total = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         entry = {"epoch": epoch_idx, "train_time_s": round(time.time() - started, 3),
-                 "loss": float(sum(total) if isinstance(total, tuple) else total)}
+                 "loss": float(sum(total) if isinstance(total, tuple) else total), "batches": len(train_data)}
         parts = self.distiller.pop_epoch_losses() if self.distiller is not None else None
         if parts:  # distillation on: both losses, unweighted, mean per batch
             entry.update(parts)
