@@ -19,11 +19,22 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import UserError
+from .params import HTTP_URL, TEXT, Param, Schema, int_from, number_in
 
 logger = logging.getLogger(__name__)
 
-OPTIONS = ("base_url", "model", "embedding_model", "api_key_env", "timeout", "max_retries", "concurrency",
-           "temperature", "max_tokens")
+LLM_OPTIONS = Schema((
+    Param("base_url", HTTP_URL, doc="the OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1"),
+    Param("model", TEXT, doc="the chat model (source: llm)"),
+    Param("embedding_model", TEXT, doc="the embedding model (encoder: openai)"),
+    Param("api_key_env", TEXT, doc="the environment variable holding the API key (never the key itself)"),
+    Param("timeout", number_in(0, 3600, low_open=True), doc="seconds to wait for one response"),
+    Param("max_retries", int_from(0, 20), doc="retries after a transient failure"),
+    Param("concurrency", int_from(1, 256), doc="requests in flight at once"),
+    Param("temperature", number_in(0, 2), doc="sampling temperature of completions"),
+    Param("max_tokens", int_from(1, 1_000_000), doc="longest completion"),
+), where="build_profiles.llm", none_is_unset=False, summary="the endpoint of source: llm / encoder: openai")
+OPTIONS = tuple(LLM_OPTIONS.names)
 ERROR_TEXT_CHARS = 200
 HINTS = {
     400: "check the model name and the request parameters (max_tokens, temperature)",
@@ -52,13 +63,8 @@ class LLMClient:
 
     def __init__(self, base_url, model=None, embedding_model=None, api_key_env="OPENAI_API_KEY",
                  timeout=60.0, max_retries=5, concurrency=4, temperature=0.0, max_tokens=400):
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise UserError(f"LLM base_url must start with http:// or https://, got {base_url!r}",
-                            "e.g. http://127.0.0.1:8000/v1")
-        if int(concurrency) < 1:
-            raise UserError(f"LLM concurrency must be at least 1, got {concurrency!r}")
-        if int(max_retries) < 0:
-            raise UserError(f"LLM max_retries must be 0 or more, got {max_retries!r}")
+        LLM_OPTIONS.check({"base_url": base_url, "timeout": timeout, "max_retries": max_retries,
+                           "concurrency": concurrency}, "LLM")
         import openai
 
         self.base_url = base_url.rstrip("/")

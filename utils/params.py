@@ -356,6 +356,8 @@ CHECKPOINT_REF = Kind(lambda v: CHECKPOINT_FILE.test(v) or isinstance(v, dict),
                       else {"file": v, "resume": True})
 
 
+HTTP_URL = Kind(lambda v: isinstance(v, str) and v.startswith(("http://", "https://")),
+                "a URL starting with http:// or https://", "e.g. http://127.0.0.1:8000/v1")
 JOURNAL_NAME = Kind(lambda v: isinstance(v, str) and PurePosixPath(v).suffix.lower() == ".csv" and not any(
     c in v for c in "/\\\0"), "a .csv file name (written next to the experiment file)",
     "e.g. journal_name: neumf_journal.csv")

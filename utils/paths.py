@@ -2,7 +2,9 @@
 
 import os
 import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+
+from .params import FILE_INSIDE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the repository: models/, experiments/, utils/
 
@@ -27,22 +29,11 @@ def nearest_existing(path):
     return path
 
 
-OUTSIDE_HINT = ("name a file inside <embeddings_path>/<dataset>/ (a sub-folder is fine); to use files elsewhere, "
-                "point llm_config.embeddings_path at their folder")
-
-
-def inside_name(value, what, hint=OUTSIDE_HINT):
-    """A file name relative to a folder the experiment names (e.g. the dataset's embedding folder): neither an
-    absolute path nor one with a '..' part, so whatever is read or written there stays inside that folder.
+def inside_name(value, what):
+    """``value`` checked as a file name relative to a folder the experiment names (its declaration,
+    :data:`utils.params.FILE_INSIDE`: neither an absolute path nor one with a '..' part).
 
     Raises:
         UserError: naming ``what`` and the value.
     """
-    from .errors import UserError
-
-    if not isinstance(value, str) or not value or "\0" in value:
-        raise UserError(f"{what} must be a file name, got {value!r}")
-    path = PurePosixPath(value)
-    if path.is_absolute() or ".." in path.parts:
-        raise UserError(f"{what} {value!r} is outside the folder the experiment names for it", hint)
-    return value
+    return FILE_INSIDE.check(value, what)

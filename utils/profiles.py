@@ -28,7 +28,8 @@ from .embeddings import convert_profiles, embeddings_dir, random_matrix, save_te
 from .encoders import ENCODERS, encode
 from .errors import UserError
 from .journal import locked
-from .params import ANY, TEXT, Kind, Param, Rule, Schema, int_from, number_in, one_of
+from .llm_client import LLM_OPTIONS
+from .params import ANY, Kind, Param, Rule, Schema, int_from, one_of
 
 logger = logging.getLogger(__name__)
 
@@ -366,17 +367,6 @@ def item_prompt(facts, fields):
 # --- building -----------------------------------------------------------------------------------------------------
 
 
-LLM_OPTIONS = Schema((
-    Param("base_url", TEXT, doc="the OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1"),
-    Param("model", TEXT, doc="the chat model (source: llm)"),
-    Param("embedding_model", TEXT, doc="the embedding model (encoder: openai)"),
-    Param("api_key_env", TEXT, doc="the environment variable holding the API key (never the key itself)"),
-    Param("timeout", number_in(0, 3600, low_open=True), doc="seconds to wait for one response"),
-    Param("max_retries", int_from(0, 20), doc="retries after a transient failure"),
-    Param("concurrency", int_from(1, 256), doc="requests in flight at once"),
-    Param("temperature", number_in(0, 2), doc="sampling temperature of completions"),
-    Param("max_tokens", int_from(1, 1_000_000), doc="longest completion"),
-), where="build_profiles.llm", none_is_unset=False, summary="the endpoint of source: llm / encoder: openai")
 PROFILE_FIELDS = Schema(tuple(Param(name, ANY) for name in ProfileFields.__dataclass_fields__),
                         where="llm_config.build_profiles.fields", summary="which atomic-file fields carry text")
 PROFILE_SPEC = Schema((
