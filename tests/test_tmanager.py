@@ -150,10 +150,18 @@ def test_settings_split_recbole_keys_from_ours():
     assert settings.scenario[0].command == "init_model"
 
 
-def test_the_readme_documents_every_command():
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+def test_the_reference_documents_every_command_and_the_readme_stays_one_screen_of_links():
+    root = Path(__file__).resolve().parent.parent
+    reference = (root / "docs" / "REFERENCE.md").read_text()
     for name in COMMANDS:
-        assert f"| `{name}`" in readme, name
+        assert f"| `{name}`" in reference, name
+    readme = (root / "README.md").read_text()
+    assert len(readme.splitlines()) <= 120
+    for doc in ("GUIDE", "REFERENCE", "ARCHITECTURE", "RESULTS"):
+        assert f"(docs/{doc}.md" in readme and (root / "docs" / f"{doc}.md").is_file(), doc
+    guide = (root / "docs" / "GUIDE.md").read_text()
+    assert "\n## Promises: mistakes, interruptions, what is never lost\n" in guide
+    assert "(docs/GUIDE.md#promises-mistakes-interruptions-what-is-never-lost)" in readme
 
 
 @pytest.mark.parametrize("text, value", [
