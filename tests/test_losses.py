@@ -249,3 +249,35 @@ def test_a_loss_registered_in_a_models_file_serves_that_model_only(monkeypatch):
     assert get_loss_class("TwoTowersUserRMSE", "TwoTowers") is custom
     with pytest.raises(UserError, match="unknown distillation loss"):
         get_loss_class("TwoTowersUserRMSE", "NeuMF")
+
+
+class OneHooked:
+    """What a loss receives for one hooked layer whose output (first call) is ``tensor``."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def value(self, layer=None, side="output", call=0):
+        return self.tensor
+
+
+def test_hidden_distil_rows_are_decided_once_at_wrap_time_not_from_a_batchs_row_count():
+    model, dataset = fake_model_and_dataset(users=5)
+    torch.manual_seed(0)
+    profiles = torch.randn(5, 3)
+    loss = losses.HiddenDistil(model, dataset, user_emb=profiles)  # rows left out: not a graph model -> batch
+    assert loss.rows == "batch"
+    ids = torch.tensor([4, 4, 1, 2, 3])  # a batch of exactly user_num rows, in batch order (not by id)
+    hooked = torch.randn(5, 3)
+    got = loss(OneHooked(hooked), {"user_id": ids})
+    assert got == pytest.approx(float(loss.rmse(hooked, profiles[ids])))
+    assert got != pytest.approx(float(loss.rmse(hooked[ids], profiles[ids])))  # the id-table reading of old 'auto'
+
+
+def test_hidden_distil_rows_of_a_graph_model_are_ids_and_a_wrong_table_is_refused():
+    model, dataset = fake_model_and_dataset(users=5)
+    model.norm_adj_matrix = torch.zeros(1)  # what marks RecBole's graph models (LightGCN, NGCF)
+    loss = losses.HiddenDistil(model, dataset, user_emb=torch.randn(5, 3))
+    assert loss.rows == "ids"
+    with pytest.raises(UserError, match="rows: ids reads a table of every user, but the hooked tensor has 3 rows"):
+        loss(OneHooked(torch.randn(3, 3)), {"user_id": torch.tensor([1, 2, 3])})

@@ -176,3 +176,15 @@ def test_literal_strings_of_the_recbole_part_become_values_before_the_check(text
 @pytest.mark.parametrize("text", ["SimpleX", "[20,60)", "MRR@10", "ml-100k", "id", "__import__('os')", "1j"])
 def test_strings_that_are_no_plain_literal_stay_strings(text):
     assert parse_settings({"model": "SimpleX", "x": text})[1]["x"] == text
+
+
+def test_the_readmes_two_phase_scenario_passes_the_check():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("## The two-phase scenario", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    import yaml
+
+    raw = yaml.safe_load(block)
+    settings, _ = parse_settings({"model": "NeuMF", **raw})
+    names = [command.name for _, command, _ in check_scenario(settings.scenario, model_name="NeuMF")]
+    assert names.count("train") == 2 and names.index("wrap_model") < names.index("set_outputs")
+    assert settings.distil_loss_weight == 0.5
