@@ -84,7 +84,9 @@ def test_a_bad_scorer_is_one_line_naming_the_value():
 
 
 def test_a_near_miss_of_the_key_is_refused():
-    from utils.config_loading import check_setting_names
+    from utils.config_loading import known_setting_names
+    from utils.settings import RECBOLE
 
-    with pytest.raises(UserError, match="neumf_full_sort"):
-        check_setting_names({"neumf_full_sorts": "parts"}, get_model_class("NeuMF"))
+    with pytest.raises(UserError, match="unknown key 'neumf_full_sorts'; did you mean 'neumf_full_sort'"):
+        known = known_setting_names(get_model_class("NeuMF"))
+        RECBOLE.check({"neumf_full_sorts": "parts"}, context={"settings": known})

@@ -2,7 +2,7 @@
 
 ``load_yaml`` is PyYAML's safe loading with limits (duplicate keys, depth, alias expansion) and one-line errors;
 ``ExperimentConfig`` is RecBole's ``Config`` that neither reads ``sys.argv`` nor ``eval()``s values;
-``check_setting_names`` refuses a RecBole setting one typo away from a real one.
+``known_setting_names`` lists the setting names the typo check of the RecBole part compares with.
 """
 
 import functools
@@ -12,7 +12,7 @@ import yaml
 from recbole.config import Config
 
 from .device import choose_device
-from .errors import UserError, suggest
+from .errors import UserError
 
 # --- experiment files ---------------------------------------------------------------------------------------------
 
@@ -189,18 +189,8 @@ def recbole_setting_names():
     return frozenset(names)
 
 
-def check_setting_names(recbole_settings, model_class):
-    """Refuse a RecBole-part key that is not a known setting but is one typo away from one (``epoch: 5`` would
-    otherwise silently train RecBole's default 300 epochs). A custom model may list its own keys in its class
-    attribute ``extra_config_keys``."""
+def known_setting_names(model_class):
+    """Every setting name RecBole knows, plus a custom model's own (class attributes ``extra_config_keys`` and
+    ``default_config``): what the typo check of the RecBole part (``utils.settings.RECBOLE``) compares with."""
     known = recbole_setting_names() | set(getattr(model_class, "extra_config_keys", ()))
-    known |= set(getattr(model_class, "default_config", None) or {})
-    for key in recbole_settings:
-        if key in known:
-            continue
-        near = suggest(key, known, cutoff=0.8)
-        if near:
-            raise UserError(
-                f"'{key}' is not a RecBole setting{near}",
-                "RecBole would silently ignore it; a setting of a custom model belongs in its extra_config_keys",
-            )
+    return known | set(getattr(model_class, "default_config", None) or {})

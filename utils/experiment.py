@@ -15,7 +15,7 @@ from pathlib import Path
 from recbole.utils import init_logger, init_seed
 
 from .allocator import keep_freed_memory
-from .config_loading import ExperimentConfig, check_setting_names, load_yaml
+from .config_loading import ExperimentConfig, known_setting_names, load_yaml
 from .data import (
     build_dataset,
     dataset_files_present,
@@ -77,9 +77,8 @@ def check_experiment(path, overrides=None, outputs=True):
             raise UserError("no dataset: set dataset: (e.g. ml-100k)")
         model_class = get_model_class(recbole["model"])
         recbole = translate_kar_keys(recbole, settings, model_class)
-        check_setting_names(recbole, model_class)
-        RECBOLE.check(recbole, context={"embeddings_dir": embeddings_dir(settings.llm_config.embeddings_path,
-                                                                         str(recbole["dataset"]))})
+        RECBOLE.check(recbole, context={"settings": known_setting_names(model_class), "embeddings_dir": embeddings_dir(
+            settings.llm_config.embeddings_path, str(recbole["dataset"]))})
         for key in ("dataset_save_path", "dataloaders_save_path", "save_dataloaders"):
             if recbole.get(key):
                 raise UserError(f"'{key}' makes RecBole save and load pickles, which this tool does not load",

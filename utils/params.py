@@ -114,6 +114,7 @@ class Schema:
         non_empty: an empty mapping (or None) is refused.
         none_is_unset: a key given as None counts as left out (its kind is not checked).
         summary: one line for the reference.
+        unknown_hint: the hint of an unknown key, instead of the keys the mapping takes.
     """
 
     params: tuple
@@ -124,6 +125,7 @@ class Schema:
     non_empty: bool = False
     none_is_unset: bool = True
     summary: str = ""
+    unknown_hint: str | None = None  # instead of the keys it takes (an open mapping's unknown key is a typo)
 
     @property
     def names(self):
@@ -163,7 +165,7 @@ class Schema:
                 candidates = list(params) + list(self._open_candidates(context))
                 also = f" ({owner} takes no others)" if self.extra is not None else ""
                 raise UserError(f"unknown key '{key}'{in_where}" + suggest(key, candidates),
-                                f"keys: {', '.join(params) or 'none'}{also}")
+                                self.unknown_hint or f"keys: {', '.join(params) or 'none'}{also}")
         for name, param in params.items():
             if param.required and name not in value:
                 raise UserError(f"missing key '{name}'{in_where}",

@@ -5,6 +5,7 @@ goes to RecBole's ``Config`` unchanged.
 """
 
 import ast
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -306,6 +307,13 @@ def check_cold_start(value):
 # RecBole would reject these only later (after an epoch) or not at all (epochs: -1 trains nothing, train_batch_size: 0
 # hangs, learning_rate: 1e308 trains NaN, dropout_prob: 2.0 fails in the first batch, kar_fields: 0 became 2).
 
+def _not_a_typo(key, context):
+    """A RecBole-part key passes unless it is one typo away from a setting RecBole or the model knows (``epoch: 5``
+    would otherwise silently train RecBole's default 300 epochs); ``context['settings']``: the known names."""
+    known = (context or {}).get("settings")
+    return known is None or key in known or not difflib.get_close_matches(key, list(known), n=1, cutoff=0.8)
+
+
 RECBOLE = Schema((
     Param("epochs", POSITIVE_INT, doc="training epochs"),
     Param("train_batch_size", POSITIVE_INT, doc="interactions per training batch"),
@@ -331,4 +339,6 @@ RECBOLE = Schema((
     Param("kar_user_emb_file", maybe(FILE_IN_EMBEDDINGS), doc="KAR: the user profile matrix or JSON"),
     Param("kar_item_emb_file", maybe(FILE_IN_EMBEDDINGS), doc="KAR: the item profile matrix or JSON"),
     Param("log_wandb", LOG_WANDB, doc="RecBole's Weights & Biases logging (needs wandb installed)"),
-), open_=True, summary="RecBole settings the tool checks (every other RecBole setting goes to RecBole unchanged)")
+), open_=_not_a_typo, unknown_hint="RecBole would silently ignore it; a setting of a custom model belongs in its "
+    "extra_config_keys", summary="RecBole settings the tool checks (every other RecBole setting goes to RecBole "
+    "unchanged, unless its name is one typo away from a known one)")
