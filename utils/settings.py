@@ -396,6 +396,11 @@ def _check_eval_args(value, name):
         raise UserError(f"eval_args.group_by must be user or none, got {value['group_by']!r}")
 
 
+def _boolean(value, name):
+    if not isinstance(value, bool):
+        raise UserError(f"{name} must be true or false, got {value!r}")
+
+
 def _check_valid_metric(value, name):
     if not isinstance(value, str) or not value:
         raise UserError(f"{name} must be a metric name such as NDCG@10, got {value!r}")
@@ -414,6 +419,7 @@ RECBOLE_VALUE_CHECKS = {
     "topk": check_topk,
     "valid_metric": _check_valid_metric,
     "eval_args": _check_eval_args,
+    "sparse_embeddings": _boolean,  # this tool's: sparse gradients + SparseAdam for nn.Embedding tables
 }
 
 

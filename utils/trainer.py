@@ -21,6 +21,7 @@ from .embeddings import torch_load_reason
 from .errors import UserError
 from .evaluation import StructKeepingEvaluator, per_user_metrics
 from .paths import nearest_existing, writable
+from .sparse import build_table_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +205,23 @@ class SafeCheckpointMixin:
 _SAFE_CLASSES = {}
 
 
+def use_sparse_tables(trainer):
+    """``sparse_embeddings: true``: the model's embedding tables get sparse gradients and SparseAdam (configured
+    lr), the rest keeps the configured optimizer (``utils.sparse.TableOptimizer``).
+
+    Raises:
+        UserError: with ``clip_grad_norm`` (the norm of a sparse gradient is not computed by torch's clipping).
+    """
+    if trainer.clip_grad_norm:
+        raise UserError(f"sparse_embeddings: true cannot be combined with clip_grad_norm {trainer.clip_grad_norm}",
+                        "remove clip_grad_norm or set sparse_embeddings: false")
+    optimizer = build_table_optimizer(
+        trainer.model, lambda params: trainer._build_optimizer(params=params), trainer.learning_rate,
+        trainer.weight_decay, type(trainer.model).__name__)
+    if optimizer is not None:
+        trainer.optimizer = optimizer
+
+
 def safe_trainer_class(model_type, model_name):
     """RecBole's trainer class for this model (as ``get_trainer`` picks it), with safe checkpoints."""
     base = get_trainer(model_type, model_name)
@@ -262,6 +280,8 @@ def build_trainer(config, model, tag, distiller=None):
         raise UserError(f"cannot create checkpoint_dir {config['checkpoint_dir']}: {exc.strerror}",
                         "make it writable or set checkpoint_dir to a folder you can write") from None
     trainer.distiller = distiller
+    if config["sparse_embeddings"]:
+        use_sparse_tables(trainer)
     name = f"{config['model']}-{tag}-{get_local_time()}-{uuid.uuid4().hex[:6]}.pth"
     trainer.saved_model_file = os.path.join(trainer.checkpoint_dir, name)
     return trainer
