@@ -48,7 +48,9 @@ sys.path.insert(0, str(ROOT))
 
 MINILM_SAMPLE = 300
 BATCHES = 20
+GRAPH_BATCHES = 5  # LightGCN: each batch propagates over the whole graph (seconds at 10^7)
 BATCH_SIZE = 2048
+LARGE_BATCH = 16384  # LightGCN's propagation is per batch: a larger batch is fewer propagations an epoch
 WIDTH = 16
 OCCUPATIONS = ["student", "engineer", "artist", "writer", "doctor", "lawyer", "educator", "retired", "other"]
 GENRES = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
@@ -149,7 +151,8 @@ class Meter:
         seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         self.peak = max(self.peak, rss_mb())
         print(json.dumps({"size": self.size, "step": name, "seconds": seconds * scale, "cpu_s": cpu * scale,
-                          "measured_s": seconds, "peak_mb": round(self.peak), "note": note}), flush=True)
+                          "measured_s": seconds, "peak_mb": round(self.peak), "note": note,
+                          "load": round(os.getloadavg()[0], 1)}), flush=True)
         return value
 
 
@@ -194,38 +197,56 @@ class Limited:
 
 
 def train_steps(meter, model_name, config, data, profiles):
-    """One epoch plain and distilled (timed on BATCHES batches, extrapolated), then the test evaluation."""
+    """One epoch plain and distilled, with RecBole's dense update and with ``sparse_embeddings`` in alternation (their
+    ratio is the trustworthy figure on a shared machine), each timed on BATCHES batches and extrapolated; for
+    LightGCN one more plain epoch at LARGE_BATCH; then the test evaluation."""
     from recbole.utils import init_seed
 
     import models.losses as losses
-    from utils.trainer import build_trainer
+    from utils.trainer import build_trainer, use_sparse_tables
     from utils.wrapper import Distiller
 
-    loader = data.train_parts[0]
-    batches = len(loader)
-    count = min(batches, BATCHES)
     trainer = None
-    for mode in ("plain", "distilled"):
+    modes = ("plain", "plain sparse", "distilled", "distilled sparse") if model_name == "NeuMF" else (
+        "plain", "distilled")  # LightGCN's tables take whole-table gradients: sparse_embeddings keeps them dense
+    most = BATCHES if model_name == "NeuMF" else GRAPH_BATCHES
+    for mode in modes:
         init_seed(2020, True)
         model = data_model(model_name, config, data)
         distiller = None
-        if mode == "distilled":
+        if mode.startswith("distilled"):
             loss = getattr(losses, MODELS[model_name]["loss"])(model, data.train_dataset, user_emb=profiles,
                                                                particular=True)
             distiller = Distiller(model, loss, alpha=0.5)
             distiller.set_outputs([MODELS[model_name]["layer"]])
-        trainer = build_trainer(config, model, f"scale-{mode}", distiller=distiller)
-        trainer._train_epoch(Limited(loader, 1), 0)  # warm-up
-        note = f"{count} of {batches} batches timed, extrapolated" if count < batches else "whole epoch"
-        meter.step(f"train 1 epoch {model_name} {mode}", lambda t=trainer: t._train_epoch(Limited(loader, count), 1),
-                   scale=batches / count, note=note)
+        trainer = build_trainer(config, model, f"scale-{mode.replace(' ', '-')}", distiller=distiller)
+        if mode.endswith("sparse"):
+            use_sparse_tables(trainer)
+        time_epoch(meter, f"train 1 epoch {model_name} {mode}", trainer, data.train_parts[0], most)
+    if model_name == "LightGCN":
+        init_seed(2020, True)
+        part = data.train_parts[0]
+        config["train_batch_size"] = LARGE_BATCH
+        loader = type(part)(config, part.dataset, part._sampler, shuffle=True)
+        config["train_batch_size"] = BATCH_SIZE
+        big = build_trainer(config, data_model(model_name, config, data), "scale-large-batch")
+        time_epoch(meter, f"train 1 epoch {model_name} plain, batch {LARGE_BATCH}", big, loader, 2)
     trainer.collect_per_user = True
     batches = len(data.test)
     count = min(batches, BATCHES)
     note = f"{count} of {batches} batches timed, extrapolated" if count < batches else "whole test split"
     meter.step(f"test eval {model_name} (uni100, per-user)",
-               lambda: trainer.evaluate(Limited(data.test, count), load_best_model=False), scale=batches / count,
-               note=note)
+               lambda: trainer.evaluate_per_user(Limited(data.test, count), load_best_model=False),
+               scale=batches / count, note=note)
+
+
+def time_epoch(meter, name, trainer, loader, most):
+    """One warm-up batch, then ``most`` batches timed and extrapolated to the epoch."""
+    batches = len(loader)
+    count = min(batches, most)
+    trainer._train_epoch(Limited(loader, 1), 0)  # warm-up
+    note = f"{count} of {batches} batches timed, extrapolated" if count < batches else "whole epoch"
+    meter.step(name, lambda: trainer._train_epoch(Limited(loader, count), 1), scale=batches / count, note=note)
 
 
 def data_model(model_name, config, data):
@@ -302,8 +323,9 @@ def journal_steps(meter, workdir, rows):
                                                                   timeout=3600, cwd=workdir))
 
 
-def run_size(size, workdir):
-    """All steps for one size, in this process; one JSON line per step on stdout."""
+def run_size(size, workdir, neumf_only=False, skip_profiles=False):
+    """All steps for one size, in this process; one JSON line per step on stdout (``neumf_only``: the dataset,
+    NeuMF's training and evaluation, nothing else)."""
     import torch
 
     from utils.data import build_dataset, prepare_data
@@ -321,13 +343,21 @@ def run_size(size, workdir):
     profiles = torch.cat([torch.zeros(1, WIDTH), torch.randn(len(data.dataset.field2id_token["user_id"]) - 1, WIDTH,
                                                              generator=torch.Generator().manual_seed(0))])
     train_steps(meter, "NeuMF", config, data, profiles)
+    if neumf_only:
+        return finish(meter, size)
     config = make_config(workdir, name, "LightGCN")
     lightgcn = prepare_data(config, build_dataset(config))  # the cached dataset: LightGCN's own split and loaders
     train_steps(meter, "LightGCN", config, lightgcn, profiles)
     del lightgcn
     journal_steps(meter, workdir, max(100, size // 100))
+    if skip_profiles:
+        return finish(meter, size)
     matrix = profile_steps(meter, make_config(workdir, name, "NeuMF"), data, workdir)
     reduce_steps(meter, matrix)
+    finish(meter, size)
+
+
+def finish(meter, size):
     meter.running = False
     print(json.dumps({"size": size, "process_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                                                               / 1024)}), flush=True)
@@ -336,11 +366,12 @@ def run_size(size, workdir):
 # --- collecting and reporting -------------------------------------------------------------------------------------
 
 
-def measure(size, out, log, budget):
+def measure(size, out, log, budget, neumf_only=False, skip_profiles=False):
     """Run one size in a child process (stderr to ``log``); merge each step's line into results.json as it comes,
     so that a size stopped at ``budget`` seconds keeps the steps it finished."""
     with tempfile.TemporaryDirectory() as tmp, open(log, "a") as sink:
-        command = [sys.executable, __file__, "--run", str(size), "--workdir", tmp]
+        command = [sys.executable, __file__, "--run", str(size), "--workdir", tmp] + (["--neumf-only"] * neumf_only)
+        command += ["--skip-profiles"] * skip_profiles
         started = time.time()
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sink, text=True, cwd=tmp)
         timer = threading.Timer(budget, child.kill)
@@ -413,10 +444,19 @@ def write_report(out):
                       for s in sizes)
     peaks = ", ".join(f"{s:.0e}: {line['process_peak_mb']} MB" for s in sizes
                       for line in results[str(s)]["lines"] if "process_peak_mb" in line)
+    loads = ", ".join(f"{s:.0e}: {load_range(results[str(s)]['lines'])}" for s in sizes
+                      if any("load" in line for line in results[str(s)]["lines"]))
     (out / "scale.md").write_text("\n".join([f"Datasets: {shape}.", "", *lines, "", f"Wall time per size: {walls}.",
-                                             f"Process peak RSS (ru_maxrss): {peaks or '-'}.", ""]))
+                                             f"Process peak RSS (ru_maxrss): {peaks or '-'}.",
+                                             f"Load average (1 min, at the end of each step; 2 cores): {loads or '-'}.",
+                                             ""]))
     plot(steps, out / "scale.png")
     print("\n".join(lines))
+
+
+def load_range(lines):
+    loads = [line["load"] for line in lines if "load" in line]
+    return f"{min(loads)}-{max(loads)}"
 
 
 def plot(steps, path):
@@ -448,17 +488,20 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "scale"), help="results folder")
     parser.add_argument("--report", action="store_true", help="only write the table and plot from results.json")
     parser.add_argument("--budget", type=int, default=6 * 3600, help="seconds a size may take before it is stopped")
+    parser.add_argument("--neumf-only", action="store_true", help="the dataset, NeuMF's training and evaluation only")
+    parser.add_argument("--skip-profiles", action="store_true", help="leave out the profile steps")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
-        run_size(args.run, Path(args.workdir))
+        run_size(args.run, Path(args.workdir), args.neumf_only, args.skip_profiles)
         return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     code = 0
     for size in args.sizes:
-        code = measure(size, out, out / "scale.log", args.budget) or code
+        code = measure(size, out, out / "scale.log", args.budget, args.neumf_only,
+                       args.skip_profiles) or code
     write_report(out)
     return code
 

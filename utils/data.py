@@ -24,6 +24,7 @@ from recbole.utils import ModelType
 from recbole.utils.argument_list import dataset_arguments
 
 from .errors import UserError
+from .ranking import eval_loader_class
 
 logger = logging.getLogger(__name__)
 
@@ -228,8 +229,8 @@ def prepare_data(config, dataset, train_split=None, train_shuffle=False, cold_st
         train_parts = [train_loader_class(config, part, train_sampler, kg_sampler, shuffle=True) for part in parts]
     else:
         train_parts = [train_loader_class(config, part, train_sampler, shuffle=config["shuffle"]) for part in parts]
-    valid = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
-    test = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
+    valid = eval_loader_class(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
+    test = eval_loader_class(config, "test")(config, test_dataset, test_sampler, shuffle=False)
     return DataBundle(dataset, train_parts, valid, test, cold_users, cold_items)
 
 
@@ -298,7 +299,7 @@ def cold_items_test_loader(config, data):
     if not len(rows):
         return None
     subset = test.copy(test.inter_feat[torch.as_tensor(rows)])
-    return get_dataloader(config, "test")(config, subset, data.test._sampler, shuffle=False)
+    return eval_loader_class(config, "test")(config, subset, data.test._sampler, shuffle=False)
 
 
 def write_splits(data, experiment_file):

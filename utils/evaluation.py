@@ -10,13 +10,14 @@ import logging
 
 import numpy as np
 import torch
-from recbole.data import create_samplers, get_dataloader
+from recbole.data import create_samplers
 from recbole.evaluator import Evaluator
 from recbole.evaluator.metrics import NDCG, Hit, Recall
 from recbole.utils import EvaluatorType
 
 from .errors import UserError
 from .params import EVAL_MODE, METRICS, TOPK, Param, Schema
+from .ranking import eval_loader_class
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def test_loader(config, data):
     """A loader of the experiment's test split (``data``: a ``DataBundle``) evaluated as ``config`` says."""
     built = [data.train_dataset, data.valid.dataset, data.test.dataset]
     _, _, test_sampler = create_samplers(config, data.dataset, built)
-    return get_dataloader(config, "test")(config, data.test.dataset, test_sampler, shuffle=False)
+    return eval_loader_class(config, "test")(config, data.test.dataset, test_sampler, shuffle=False)
 
 
 class StructKeepingEvaluator(Evaluator):

@@ -326,6 +326,7 @@ RECBOLE = Schema((
     Param("metrics", METRICS, doc="what is evaluated"),
     Param("topk", TOPK, doc="cut-offs of ranking metrics"),
     Param("valid_metric", VALID_METRIC, doc="the metric early stopping and the best model follow"),
+    Param("sparse_embeddings", BOOL, doc="this tool's: sparse gradients and SparseAdam for nn.Embedding tables"),
     Param("eval_args", EVAL_ARGS, doc="split, order, grouping and evaluation mode"),
     *(Param(name, SIZE, doc="a model width or count") for name in (
         "embedding_size", "mf_embedding_size", "mlp_embedding_size", "hidden_size", "latent_dimension", "inner_size")),

@@ -15,12 +15,14 @@ import uuid
 from pathlib import Path
 
 import torch
-from recbole.utils import get_local_time, get_trainer, set_color
+from recbole.utils import EvaluatorType, get_local_time, get_trainer, set_color
 
 from .embeddings import torch_load_reason
 from .errors import UserError
 from .evaluation import StructKeepingEvaluator, per_user_metrics
 from .paths import nearest_existing, writable
+from .ranking import LinearCollector, compact_scores
+from .sparse import build_table_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class SafeCheckpointMixin:
     def __init__(self, config, model):
         super().__init__(config, model)
         self.evaluator = StructKeepingEvaluator(config)  # keeps what per-user metrics are computed from
+        self.eval_collector = LinearCollector(config)  # joins the batches once (RecBole's: once per batch)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self.history = []
@@ -108,7 +111,26 @@ class SafeCheckpointMixin:
             users = torch.zeros(int(positive_u[-1]) + 1, dtype=torch.long)
             users[row_idx.cpu()] = interaction[self.config["USER_ID_FIELD"]].cpu()
             self._eval_users.append(users)
-        return super()._neg_sample_batch_eval(batched_data)
+        if self.config["eval_type"] != EvaluatorType.RANKING or not self.eval_collector.ranks_candidates_only:
+            return super()._neg_sample_batch_eval(batched_data)
+        return self._ranked_candidates(batched_data)
+
+    def _ranked_candidates(self, batched_data):
+        """RecBole's sampled ranking evaluation of one batch, the candidates ranked among themselves
+        (``utils.ranking.compact_scores``) instead of among all items: the same metrics, ``1 + N`` columns a user
+        instead of all items."""
+        interaction, row_idx, positive_u, positive_i = batched_data
+        if interaction.length <= self.test_batch_size:
+            scores = self.model.predict(interaction.to(self.device))
+        else:
+            scores = self._spilt_predict(interaction, interaction.length)
+        topk = self.config["topk"] if isinstance(self.config["topk"], list) else [self.config["topk"]]
+        compact = compact_scores(interaction[self.config["ITEM_ID_FIELD"]].to(self.device), row_idx.to(self.device),
+                                 scores, positive_u.to(self.device), positive_i.to(self.device), self.tot_item_num,
+                                 width=max(topk))
+        if compact is None:
+            return super()._neg_sample_batch_eval(batched_data)
+        return interaction, *compact
 
     _eval_users = None
 
@@ -183,6 +205,7 @@ class SafeCheckpointMixin:
             checkpoint_file = model_file or self.saved_model_file
             self.load_weights(checkpoint_file)
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        forget_propagated_tables(self.model)
         return super().evaluate(eval_data, load_best_model=False, model_file=None, show_progress=show_progress)
 
     def evaluate_per_user(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
@@ -202,6 +225,31 @@ class SafeCheckpointMixin:
 
 
 _SAFE_CLASSES = {}
+
+
+def forget_propagated_tables(model):
+    """Clear the propagated tables a RecBole graph model keeps between evaluation batches (``restore_user_e``,
+    ``restore_item_e``), so that an evaluation computes them once, from the weights it evaluates."""
+    for name in ("restore_user_e", "restore_item_e"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
+
+
+def use_sparse_tables(trainer):
+    """``sparse_embeddings: true``: the model's embedding tables get sparse gradients and SparseAdam (configured
+    lr), the rest keeps the configured optimizer (``utils.sparse.TableOptimizer``).
+
+    Raises:
+        UserError: with ``clip_grad_norm`` (the norm of a sparse gradient is not computed by torch's clipping).
+    """
+    if trainer.clip_grad_norm:
+        raise UserError(f"sparse_embeddings: true cannot be combined with clip_grad_norm {trainer.clip_grad_norm}",
+                        "remove clip_grad_norm or set sparse_embeddings: false")
+    optimizer = build_table_optimizer(
+        trainer.model, lambda params: trainer._build_optimizer(params=params), trainer.learning_rate,
+        trainer.weight_decay, type(trainer.model).__name__)
+    if optimizer is not None:
+        trainer.optimizer = optimizer
 
 
 def safe_trainer_class(model_type, model_name):
@@ -262,6 +310,8 @@ def build_trainer(config, model, tag, distiller=None):
         raise UserError(f"cannot create checkpoint_dir {config['checkpoint_dir']}: {exc.strerror}",
                         "make it writable or set checkpoint_dir to a folder you can write") from None
     trainer.distiller = distiller
+    if config["sparse_embeddings"]:
+        use_sparse_tables(trainer)
     name = f"{config['model']}-{tag}-{get_local_time()}-{uuid.uuid4().hex[:6]}.pth"
     trainer.saved_model_file = os.path.join(trainer.checkpoint_dir, name)
     return trainer
