@@ -16,6 +16,10 @@ the target each experiment reads):
   user's *validation* items, never the test items. It uses held-out information on purpose, to show whether the
   channel can carry a signal that helps at all; it is never a result about profiles.
 
+For the item cold start (experiments/itemcold_ml100k/generate.py) it also writes ``item_text``: every item's MiniLM
+vector of its title, year and genres (no interaction), in RecBole's item id order, which models/hybridneumf.py and
+models/itemreference.py read (``item_text_file``).
+
 Each target is built on the experiment's own split (its file is loaded, seeded and split exactly as run_exps.py
 does, cold-start cut included) and written in RecBole's internal id order, one row per real user (the experiments
 say ``users_start_with_1: true``), into the embeddings folder, where the experiment's ``reduce_dim`` reads it.
@@ -34,7 +38,7 @@ if str(ROOT) not in sys.path:
 
 from utils.errors import UserError  # noqa: E402
 
-KINDS = ("template", "template_remapped", "svd_train", "oracle_valid")
+KINDS = ("template", "template_remapped", "svd_train", "oracle_valid", "item_text")
 MANIFEST = "ladder_targets.json"
 SVD_COMPONENTS = 64  # columns of the interaction-only target before the experiment's PCA to its width
 SCREEN_K = 10
@@ -234,7 +238,7 @@ def item_tables(config, seed):
 
 
 def build_targets(config, data, kinds, encoder):
-    """{kind: ``[user_num - 1, d]`` float32} for the experiment's split."""
+    """{kind: ``[user_num - 1, d]`` float32 (``item_text``: ``[item_num - 1, d]``)} for the experiment's split."""
     real, remapped = item_tables(config, config["seed"])
     dataset = data.dataset
     out = {}
@@ -245,6 +249,8 @@ def build_targets(config, data, kinds, encoder):
     if "svd_train" in kinds:
         users, items = interactions(data.train_dataset)
         out["svd_train"] = svd_target(users, items, (dataset.user_num, dataset.item_num), seed=config["seed"])
+    if "item_text" in kinds:
+        out["item_text"] = item_vectors_for(config, data, real, encoder)[1:]
     if "oracle_valid" in kinds:
         users, items = interactions(data.valid.dataset)
         out["oracle_valid"] = oracle_target(users, items, item_vectors_for(config, data, real, encoder),

@@ -255,8 +255,8 @@ COLD_START = _schema("cold_start", (
           doc="which users: a fraction of them (drawn by seed) or their raw ids"),
     Param("items", Kind(_ids, "a fraction in (0, 1] or a non-empty list of item ids", COLD_START_HINT),
           doc="or which items (item-side cold start)"),
-    Param("k", Kind(lambda v: INT.test(v) and v >= 1, "an integer of 1 or more", "the training interactions each "
-                    "chosen user (item) keeps, e.g. 2, 5 or 10"), required=True,
+    Param("k", Kind(lambda v: INT.test(v) and v >= 0, "an integer of 0 or more", "the training interactions each "
+                    "chosen user (item) keeps, e.g. 2, 5 or 10; 0: none (never seen in training)"), required=True,
           doc="interactions each chosen user (item) keeps"),
     Param("seed", Kind(lambda v: INT.test(v) and 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
           doc="fixes the users (items) and the interactions kept (default: the experiment's seed)"),
@@ -268,7 +268,7 @@ def check_cold_start(value):
     validation and test untouched.
 
     Returns:
-        None, or {users or items: a fraction in (0, 1] or a list of raw ids as strings, k: int >= 1, seed: int
+        None, or {users or items: a fraction in (0, 1] or a list of raw ids as strings, k: int >= 0, seed: int
         (optional)}.
     """
     if value is None:

@@ -72,9 +72,10 @@ def distillation(model, variant, seed, setting):
     return distil, steps
 
 
-def scenario(model, variant, seed, setting):
-    """The audit's two phases (audit.MAX_EPOCHS, early stopping), the target's distillation in phase 1 only."""
-    first, second = audit.MAX_EPOCHS[model]
+def scenario(model, variant, seed, setting, epochs=None):
+    """The audit's two phases (audit.MAX_EPOCHS, early stopping), the target's distillation in phase 1 only;
+    ``epochs`` (a pilot's) replaces the maximum of each phase."""
+    first, second = epochs or audit.MAX_EPOCHS[model]
     distil, wrap = distillation(model, variant, seed, setting)
     steps = [{"set": {"train_part": 0, "variant": variant}}, {"init_model": None}, *wrap,
              {"set_config": {"epochs": first}}, {"init_trainer": None}, {"train": None}, {"test_eval": None},
@@ -86,7 +87,7 @@ def scenario(model, variant, seed, setting):
     return steps
 
 
-def experiment(model, variant, seed, setting, journal=JOURNAL):
+def experiment(model, variant, seed, setting, journal=JOURNAL, epochs=None):
     spec = bench.MODELS[model]
     distil, _ = distillation(model, variant, seed, setting)
     settings = {
@@ -99,7 +100,7 @@ def experiment(model, variant, seed, setting, journal=JOURNAL):
         **spec["recbole"],
         **RECBOLE.get(model, {}),
         "distil_loss_weight": distil["alpha"] if distil else 0.5,
-        "scenario": scenario(model, variant, seed, setting),
+        "scenario": scenario(model, variant, seed, setting, epochs),
     }
     if distil:
         settings["llm_config"] = {"embeddings_path": "datasets/llm_embeddings", "use_user_emb": True,
@@ -107,6 +108,7 @@ def experiment(model, variant, seed, setting, journal=JOURNAL):
     if SETTINGS[setting]:
         settings["cold_start"] = dict(SETTINGS[setting])
     label = "ORACLE positive control (validation items), " if variant == "oracle_valid" else ""
+    label += f"PILOT budget {epochs[0]} + {epochs[1]} epochs, " if epochs else ""
     header = (f"# {model} on ml-100k, ladder {label}{variant}, {setting}, seed {seed}: written by "
               "experiments/ladder_ml100k/generate.py; edit that script, not this file.\n")
     return header + yaml.safe_dump(settings, sort_keys=False, default_flow_style=None, width=110)
@@ -117,7 +119,7 @@ def file_name(model, variant, seed, setting):
     return f"{model.lower()}_{setting}_s{seed:02d}_{variant}.yaml"
 
 
-def write(folder, models=MODELS, seeds=SEEDS, settings=tuple(SETTINGS), variants=VARIANTS):
+def write(folder, models=MODELS, seeds=SEEDS, settings=tuple(SETTINGS), variants=VARIANTS, epochs=None):
     """Write the experiments and the manifest of targets (``ladder_targets.json``); returns the manifest."""
     manifest = {}
     for model in models:
@@ -125,7 +127,7 @@ def write(folder, models=MODELS, seeds=SEEDS, settings=tuple(SETTINGS), variants
             for seed in seeds:
                 for variant in variants:
                     name = file_name(model, variant, seed, setting)
-                    (folder / name).write_text(experiment(model, variant, seed, setting))
+                    (folder / name).write_text(experiment(model, variant, seed, setting, epochs=epochs))
                     if variant != "baseline":
                         manifest[name] = {"kind": variant, "to": target_name(model, variant, seed, setting),
                                           "split": f"{model.lower()}_{setting}_s{seed}"}
@@ -139,13 +141,15 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--epochs", nargs=2, type=int, metavar=("PHASE1", "PHASE2"),
+                        help="a pilot's fixed epochs per phase instead of training to convergence (never evidence)")
     parser.add_argument("--out", type=Path, help="write into this folder instead")
     args = parser.parse_args()
     folder = args.out or HERE
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.yaml"):
         old.unlink()
-    manifest = write(folder, args.models, args.seeds, args.settings, args.variants)
+    manifest = write(folder, args.models, args.seeds, args.settings, args.variants, args.epochs)
     print(f"wrote {len(list(folder.glob('*.yaml')))} experiments and {len(manifest)} targets to {folder}")
 
 
