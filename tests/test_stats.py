@@ -1,5 +1,6 @@
 """utils/stats.py and report.py's statistics section against answers computed independently (hand cases, scipy)."""
 
+import json
 import math
 
 import numpy as np
@@ -118,3 +119,17 @@ def test_report_reads_a_committed_runs_table(tmp_path):
     assert report.main([str(path), "--out", str(tmp_path / "out"), "--curves", "none"]) == 0
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## Statistics" in text and "llmkt vs baseline" in text and "Holm" in text
+
+
+def test_cold_users_become_a_protocol_of_their_own(tmp_path):
+    """The cold users' mean per-user metric (from the history) is tested like any protocol and kept in runs.csv."""
+    history = tmp_path / "h.json"
+    history.write_text(json.dumps({"parts": {"1": {"test_per_user": {
+        "user": ["1", "2", "3", "4"], "ndcg@10": [0.1, 0.3, 0.5, 0.7], "cold": [True, True, False, False]}}}}))
+    runs = pd.DataFrame([{"model": "M [cold users k=2]", "variant": "baseline", "seed": "1", "part": 1,
+                          "metrics": {"ndcg@10": 0.4}, "protocols": {"full": {"ndcg@10": 0.4}}, "protocol": "full",
+                          "history": str(history), "cold": ("users", 2), "config": "a.yaml"}])
+    out = report.add_cold_user_metrics(runs)
+    assert out.iloc[0]["protocols"]["cold_users"] == {"ndcg@10": pytest.approx(0.2)}
+    assert out.iloc[0]["protocols"]["full"] == {"ndcg@10": 0.4}
+    assert report.runs_table(out).iloc[0]["cold_users:ndcg@10"] == pytest.approx(0.2)
