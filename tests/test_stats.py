@@ -133,3 +133,15 @@ def test_cold_users_become_a_protocol_of_their_own(tmp_path):
     assert out.iloc[0]["protocols"]["cold_users"] == {"ndcg@10": pytest.approx(0.2)}
     assert out.iloc[0]["protocols"]["full"] == {"ndcg@10": 0.4}
     assert report.runs_table(out).iloc[0]["cold_users:ndcg@10"] == pytest.approx(0.2)
+
+
+def test_ladder_section_names_the_knowledge_effect_and_the_oracle():
+    runs = _runs({("N", "baseline"): [0.20, 0.21, 0.22], ("N", "template"): [0.21, 0.21, 0.23],
+                  ("N", "template_remapped"): [0.20, 0.21, 0.22], ("N", "svd_train"): [0.20, 0.20, 0.22],
+                  ("N", "oracle_valid"): [0.25, 0.26, 0.27]})
+    lines, _ = report.statistics_report({"full": runs}, "ndcg@10")
+    text = "\n".join(lines)
+    assert "### The ladder" in text
+    assert "External knowledge (a - b: real against remapped item texts), N, full:" in text
+    assert "Channel capacity (ORACLE" in text and "never the test items" in text
+    assert "template vs template_remapped" in text and "oracle_valid vs template" in text
