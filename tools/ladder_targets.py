@@ -326,6 +326,12 @@ def screen(folder, out, say=print):
     return rows
 
 
+def _cell(value):
+    if isinstance(value, float):
+        return "n/a" if np.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
 def write_screening(rows, out):
     import pandas as pd
 
@@ -340,7 +346,7 @@ def write_screening(rows, out):
              "`tools/ladder_targets.py --screen`.", "",
              "| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
