@@ -130,6 +130,40 @@ def load_runs(journals, on="test"):
     return pd.DataFrame(rows)
 
 
+RUNS_TABLE_HEAD = ["experiment", "model", "variant", "seed", "part"]  # the first columns runs_table writes
+MAIN_PROTOCOL = "main"  # a runs.csv does not say which protocol its unprefixed metrics are (full ranking here)
+
+
+def is_runs_table(path):
+    """Whether ``path`` is a runs.csv written by this report (first columns experiment, model, variant, seed,
+    part), not a journal."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.readline().strip().split(",")[:5] == RUNS_TABLE_HEAD
+
+
+def load_runs_table(path):
+    """The runs of a committed runs.csv, shaped as :func:`load_runs` shapes a journal's (no histories, so no
+    activity, epochs or curves): a study can be re-analysed without its journal. Unprefixed metrics are the
+    experiments' own protocol, named ``main``; ``uni100:ndcg@10`` is protocol uni100, and so on."""
+    frame = pd.read_csv(path, dtype={"seed": str})
+    metric_columns = [c for c in frame.columns if c not in RUNS_TABLE_HEAD]
+    rows = []
+    for record in frame.to_dict("records"):
+        metrics = {c: float(record[c]) for c in metric_columns if not pd.isna(record[c])}
+        protocols = split_protocols(metrics, MAIN_PROTOCOL)
+        rows.append({"journal": str(path), "config": record["experiment"], "model": record["model"],
+                     "variant": record["variant"], "seed": str(record["seed"]), "part": int(record["part"]),
+                     "metrics": protocols.get(MAIN_PROTOCOL, {}), "protocol": MAIN_PROTOCOL, "protocols": protocols,
+                     "leaky": "leaky" in str(record["variant"]), "history": None, "epochs": {},
+                     "base_model": str(record["model"]).split(" [")[0], "cold": None})
+    if not rows:
+        raise UserError(f"{path} holds no runs", "give a runs.csv written by report.py, or a journal")
+    return pd.DataFrame(rows)
+
+
 def runs_table(runs):
     """One row per experiment (its file name, model, variant, seed, the part reported) with every metric of every
     protocol, keyed as in the journal (``ndcg@10``, ``uni100:ndcg@10``): the numbers a re-run is checked against
@@ -569,6 +603,126 @@ def cold_verdict(gains, metric="ndcg@10", target=COLD_TARGET):
             f"(p={p_text(best['p'])}), {name(r=best)}."]
 
 
+# --- statistics: intervals and tests on one scale, Holm's correction, detectable effects ----------------------------
+
+# Direct tests of what sentences claim besides "differs from the baseline": (variant, reference) when both ran.
+CONTRASTS = (
+    ("llmkt", "shuffled"),  # does the right person's profile beat the wrong person's?
+    ("leaky", "llmkt"),  # what leakage adds over train-only profiles
+    ("template", "template_remapped"),  # the ladder: world knowledge of the item texts (a - b)
+    ("template_remapped", "svd_train"),  # the ladder: template text against the interactions alone
+    ("oracle_valid", "template"),  # the ladder: the channel's capacity against what the profiles carry
+)
+COLD_USERS = "cold_users"  # the protocol name of the cold-start users' per-user mean (user-side cold start)
+
+
+def add_cold_user_metrics(runs):
+    """Runs of a user-side cold start get a protocol ``cold_users``: the mean per-user test metrics of their cold
+    users (from the history), so that they are tested, tabled and written to runs.csv like any protocol."""
+    if "cold" not in runs or not runs["cold"].notna().any():
+        return runs
+    protocols = []
+    for run in runs.itertuples():
+        extra = {}
+        if run.cold and run.cold[0] == "users" and COLD_USERS not in run.protocols:
+            per_user = _per_user(run)
+            if per_user and per_user.get("cold") and any(per_user["cold"]):
+                cold = np.asarray(per_user["cold"], dtype=bool)
+                extra = {COLD_USERS: {k: round(float(np.mean(np.asarray(v, dtype=float)[cold])), 5)
+                                      for k, v in per_user.items() if "@" in k}}
+        protocols.append({**run.protocols, **extra})
+    return runs.assign(protocols=protocols)
+
+
+def paired_statistics(protocols, metric, contrasts=CONTRASTS):
+    """One row per test: every variant against its model's baseline, and every contrast of CONTRASTS that ran, under
+    every protocol: the per-seed relative change (utils.stats.paired_change: mean, 95 % t-interval, t-test p, the
+    minimum detectable effect), then Holm's adjusted p within each family ('baseline': the tests against the
+    baseline; 'direct': the contrasts) over all models and protocols of the report."""
+    from utils.stats import holm, paired_change
+
+    rows = []
+    for name, of in protocols.items():
+        for model, group in of.groupby("model", sort=True):
+            values = {}
+            for run in group.itertuples():
+                value = run.metrics.get(metric)
+                if value is not None and not pd.isna(value):
+                    values.setdefault(run.variant, {})[str(run.seed)] = float(value)
+            pairs = [(v, "baseline") for v in sorted(values) if v != "baseline" and "baseline" in values]
+            pairs += [(a, b) for a, b in contrasts if a in values and b in values]
+            for variant, reference in pairs:
+                seeds = sorted(set(values[variant]) & set(values[reference]), key=str)
+                if len(seeds) < 2:
+                    continue
+                change = paired_change([values[variant][s] for s in seeds], [values[reference][s] for s in seeds])
+                rows.append({"family": "baseline" if reference == "baseline" else "direct", "protocol": name,
+                             "model": model, "variant": variant, "reference": reference, **vars(change)})
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    frame["holm"] = np.nan
+    for index in frame.groupby("family").groups.values():
+        frame.loc[index, "holm"] = holm(frame.loc[index, "p"].to_numpy())
+    return frame
+
+
+def _pct(value):
+    return "n/a" if value is None or pd.isna(value) else f"{value:+.1%}"
+
+
+def statistics_table(stats):
+    return pd.DataFrame({
+        "protocol": stats["protocol"], "model": stats["model"],
+        "comparison": [f"{v} vs {r}" for v, r in zip(stats["variant"], stats["reference"], strict=True)],
+        "seeds": stats["n"], "mean per-seed change": stats["mean"].map(_pct),
+        "95% interval": [f"{_pct(lo)} to {_pct(hi)}" for lo, hi in zip(stats["low"], stats["high"], strict=True)],
+        "p (t on the per-seed change)": stats["p"].map(p_text), "Holm p": stats["holm"].map(p_text),
+        "detectable (power 0.8)": stats["mde"].map(lambda m: "n/a" if pd.isna(m) else f"±{m:.1%}"),
+    })
+
+
+def ladder_lines(stats):
+    """The ladder's two questions in words, when its variants ran: the external-knowledge effect (template against
+    remapped item texts) and the channel's capacity (the oracle against the baseline), Holm-adjusted."""
+    lines = []
+    for row in stats.itertuples():
+        where = f"{row.model}, {row.protocol}"
+        interval = f"{_pct(row.mean)} (95 % interval {_pct(row.low)} to {_pct(row.high)}, p = {p_text(row.p)}, Holm " \
+                   f"p = {p_text(row.holm)}, n = {row.n})"
+        if (row.variant, row.reference) == ("template", "template_remapped"):
+            lines.append(f"- External knowledge (a - b: real against remapped item texts), {where}: {interval}.")
+        elif (row.variant, row.reference) == ("oracle_valid", "baseline"):
+            lines.append(f"- Channel capacity (ORACLE, validation items encoded; never the test items) against the "
+                         f"baseline, {where}: {interval}.")
+    return lines
+
+
+def statistics_report(protocols, metric):
+    """The report's statistics section (markdown lines, console lines); empty when no pair of seeds exists."""
+    stats = paired_statistics(protocols, metric)
+    if stats is None:
+        return [], []
+    counts = stats["family"].value_counts()
+    table = statistics_table(stats)
+    text = (f"Test {metric}, every comparison paired over seeds. The quantity is the per-seed relative change "
+            "(variant / reference - 1); its mean, the 95 % t-interval of that mean and the two-sided one-sample "
+            "t-test are all on that scale, so the interval excludes 0 exactly when p < 0.05. Holm's correction runs "
+            f"over each family across all models and protocols of this report: {counts.get('baseline', 0)} tests "
+            f"against the baseline, {counts.get('direct', 0)} direct tests between variants "
+            f"({', '.join(f'{a} vs {b}' for a, b in CONTRASTS)}, where both ran). 'Detectable': the smallest mean "
+            "per-seed change a paired t-test at this number of seeds and this spread finds with power 0.8 at "
+            "alpha 0.05, two-sided (noncentral t). (The p-values of the tables above are paired t-tests on the "
+            "raw metric, uncorrected; they differ slightly from these.)")
+    lines = ["## Statistics: intervals, Holm-corrected tests, detectable effects", "", text, "",
+             markdown_table(table), ""]
+    ladder = ladder_lines(stats)
+    if ladder:
+        lines += ["### The ladder", "", *ladder, ""]
+    return lines, ["statistics (per-seed relative change, Holm within each family):", table.to_string(index=False),
+                   *ladder, ""]
+
+
 # --- plots --------------------------------------------------------------------------------------------------------
 
 
@@ -736,10 +890,13 @@ def protocol_heading(summaries, main):
 
 def build_report(paths, out=None, on="test", curves="first", metrics=DEFAULT_METRICS):
     paths = [paths] if isinstance(paths, (str, Path)) else paths
-    journals = [journal for path in paths for journal in find_journals(path)]
-    out = Path(out) if out else journals[0].parent / "report"
+    tables = [Path(path) for path in paths if is_runs_table(path)]
+    journals = [journal for path in paths if not is_runs_table(path) for journal in find_journals(path)]
+    out = Path(out) if out else (journals or tables)[0].parent / "report"
     out.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(journals, on=on)
+    loaded = ([load_runs(journals, on=on)] if journals else []) + [load_runs_table(t) for t in tables]
+    runs = add_cold_user_metrics(pd.concat(loaded, ignore_index=True))
+    journals = journals + tables
     protocols = by_protocol(runs)
     summaries = {name: summarize(of, chosen_metrics(of, metrics)) for name, of in protocols.items()}
     main = next(iter(summaries))
@@ -817,6 +974,9 @@ def build_report(paths, out=None, on="test", curves="first", metrics=DEFAULT_MET
                       "of the cold items' test interactions (is the item among a user's first 100?) shows a "
                       "difference that NDCG@10 cannot.", "", markdown_table(deep_table), ""]
             extra += ["cold items, recall@100:", deep_table.to_string(index=False), ""]
+    stats_lines, stats_extra = statistics_report(protocols, common_metric(summaries))
+    lines += stats_lines
+    extra += stats_extra
     chosen = choose_curves(runs, curves)
     if len(chosen):
         lines += ["## Training curves", ""]

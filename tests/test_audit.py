@@ -466,7 +466,7 @@ def test_item_side_cold_start_cuts_exactly_k_training_interactions_of_the_chosen
 
 @pytest.mark.parametrize("value, message", [
     ({"users": 0, "k": 5}, "users must be a fraction in"), ({"users": 1.5, "k": 5}, "users must be a fraction in"),
-    ({"users": [], "k": 5}, "users must be a fraction in"), ({"users": 0.2, "k": 0}, "k must be an integer"),
+    ({"users": [], "k": 5}, "users must be a fraction in"), ({"users": 0.2, "k": -1}, "k must be an integer"),
     ({"users": 0.2, "k": "5"}, "k must be an integer"), ({"users": 0.2}, "missing key 'k' in cold_start"),
     ({"users": 0.2, "k": 5, "sead": 1}, "unknown key 'sead' in cold_start; did you mean 'seed'"),
     ({"users": ["1", "1"], "k": 5}, "lists a user twice"), ("0.2", "cold_start must be a mapping"),

@@ -59,3 +59,13 @@ def test_a_reports_runs_csv_is_compared_on_the_metrics_it_holds(tmp_path, capsys
                    "ndcg@10": 0.3014, "uni100:ndcg@10": 0.5}]).to_csv(runs, index=False)
     assert compare_journals.main([str(first), str(runs)]) == 1
     assert "train_1:ndcg@10: 0.301234 vs 0.3014" in capsys.readouterr().out
+
+
+def test_metrics_a_report_derives_are_not_asked_of_a_journal(tmp_path, capsys):
+    """runs.csv's cold_users:ndcg@10 comes from the history, not from a journal cell: skipped against a journal."""
+    rerun = journal(tmp_path / "b.csv", {"x_s1.yaml": {"ndcg@10": 0.3, "hit@10": 0.8}})
+    runs = tmp_path / "runs.csv"
+    runs.write_text("experiment,model,variant,seed,part,ndcg@10,hit@10,cold_users:ndcg@10\n"
+                    "x_s1.yaml,M,llmkt,1,1,0.3,0.8,0.1\n")
+    assert compare_journals.main([str(runs), str(rerun)]) == 0
+    assert "2 metrics agree" in capsys.readouterr().out

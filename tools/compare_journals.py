@@ -23,6 +23,9 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's pa
 from utils.errors import UserError  # noqa: E402
 
 RUNS_COLUMNS = ("experiment", "model", "variant", "seed", "part")  # report.py's runs.csv, before the metrics
+# report.py's runs.csv also holds metrics it derives from the history (the cold users' mean: cold_users:ndcg@10), which
+# no journal cell holds: compared when both sides are runs.csv files, skipped against a journal
+DERIVED = ("cold_users:",)
 
 
 def finished(journal, keys=frozenset({"best_test_res"})):
@@ -72,6 +75,8 @@ def compare(first, second, decimals=4, valid=False):
         mine, theirs = a[name], b[name]
         # a runs.csv holds the last part's test metrics only: compare those
         compared = (set(mine) if a_runs else set()) | (set(theirs) if b_runs else set()) or set(mine) | set(theirs)
+        if a_runs != b_runs:
+            compared = {key for key in compared if not key.split(":", 1)[1].startswith(DERIVED)}
         differences = [(key, mine.get(key), theirs.get(key)) for key in sorted(compared)
                        if key not in mine or key not in theirs
                        or round(float(mine[key]), decimals) != round(float(theirs[key]), decimals)]

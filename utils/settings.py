@@ -279,7 +279,7 @@ COLD_START = _where("cold_start", (
           doc="which users: a fraction of them (drawn by seed) or their raw ids"),
     Param("items", Kind(_ids, "a fraction in (0, 1] or a non-empty list of item ids", COLD_START_HINT),
           doc="or which items (item-side cold start)"),
-    Param("k", int_from(1, hint="the training interactions each chosen user (item) keeps, e.g. 2, 5 or 10"),
+    Param("k", int_from(0, hint="the training interactions each chosen user (item) keeps, e.g. 2, 5 or 10; 0: none"),
           required=True, doc="interactions each chosen user (item) keeps"),
     Param("seed", SEED, doc="fixes the users (items) and the interactions kept (default: the experiment's seed)"),
 ), rules=(Rule(lambda v, c: ("users" in v) != ("items" in v), "cold_start takes users or items (one of them), got "
@@ -291,7 +291,7 @@ def check_cold_start(value):
     """``cold_start`` (:data:`COLD_START`) with listed ids as strings, or None.
 
     Returns:
-        None, or {users or items: a fraction in (0, 1] or a list of raw ids as strings, k: int >= 1, seed: int
+        None, or {users or items: a fraction in (0, 1] or a list of raw ids as strings, k: int >= 0, seed: int
         (optional)}.
     """
     if value is None:
