@@ -10,6 +10,10 @@ order, same negatives drawn, same ranking; ``tests/test_ranking.py`` compares bo
 - :func:`compact_scores`: RecBole scatters each batch's candidate scores into a ``users x all items`` matrix and
   ranks all items, ``users x items`` work for the ``1 + N`` candidates a user has. Here the candidates are ranked
   among themselves (the same order: columns in item-id order, the other items being -inf there anyway).
+- :meth:`PackedEvalLoader.collate_fn`: RecBole builds a batch user by user, each user's rows indexed, repeated
+  and joined with the user and item features by Python lists (``Interaction.__getitem__`` turns an index tensor
+  into a list, a slow path of torch); here the negatives are drawn by the same sampler calls in the same order
+  (the same random draws), and the batch is indexed, joined and labelled once, by index tensors.
 - :class:`LinearCollector`: RecBole's collector appends each batch with ``torch.cat`` onto everything collected so
   far (quadratic in the number of batches); here the parts are kept and joined once.
 """
@@ -18,6 +22,8 @@ import numpy as np
 import torch
 from recbole.data import get_dataloader
 from recbole.data.dataloader import NegSampleEvalDataLoader
+from recbole.data.interaction import Interaction
+from recbole.data.transform import Equal
 from recbole.evaluator.collector import Collector, DataStruct
 
 DENSE_KEYS = ("rec.items", "rec.meanrank", "rec.score")  # what needs the all-items matrix (item ids, full ranks)
@@ -60,7 +66,51 @@ class PackedEvalLoader(NegSampleEvalDataLoader):
         if self.packs is None:
             return super().collate_fn(index)
         start, end = self.packs[int(np.asarray(index).reshape(-1)[0])]
-        return super().collate_fn(list(range(start, end)))
+        if not self.batched_collate:
+            return super().collate_fn(list(range(start, end)))
+        return self.collate_users(self.uid_list[start:end])
+
+    @property
+    def batched_collate(self):
+        """Whether :meth:`collate_users` builds what RecBole's loader would: point-wise negatives drawn up front
+        (not RecBole's model-scored ``dynamic`` ones), no data transform."""
+        return (not self.neg_sample_args.get("dynamic", False) and isinstance(self.transform, Equal)
+                and self.sampling_func == self._neg_sample_by_point_wise_sampling)
+
+    def collate_users(self, uids):
+        """RecBole's sampled-evaluation batch of the users ``uids``, tensor for tensor: each user's test rows then
+        its negatives (``times - 1`` per row, one sampler call per user, in user order: the same draws), joined with
+        the user and item features, labelled 1 then 0; the rows' user index, the positives' user index and items."""
+        inter = self._dataset.inter_feat
+        counts = self.uid2items_num[uids]
+        spans = [self.uid2index[uid] for uid in uids]
+        rows = [np.arange(span.start, span.stop) for span in spans]
+        user_col, item_col = inter[self.uid_field], inter[self.iid_field]
+        items = []
+        for span in spans:
+            positives = item_col[span]
+            negatives = self._sampler.sample_by_user_ids(user_col[span].numpy(), positives.numpy(),
+                                                         self.neg_sample_num)
+            items += [positives, negatives]
+        batch_rows = torch.from_numpy(np.concatenate([np.tile(user_rows, self.times) for user_rows in rows]))
+        data = {name: column[batch_rows] for name, column in inter.interaction.items()}
+        data[self.iid_field] = torch.cat(items)
+        for feat, field in ((self._dataset.user_feat, self.uid_field), (self._dataset.item_feat, self.iid_field)):
+            if feat is not None:
+                data.update({name: column[data[field]] for name, column in feat.interaction.items()})
+        label = torch.zeros(len(batch_rows))
+        label[self._first_rows(counts, counts * self.times)] = 1.0
+        data[self.label_field] = label
+        users = torch.arange(len(uids))
+        return (Interaction(data), users.repeat_interleave(torch.from_numpy(counts * self.times)),
+                users.repeat_interleave(torch.from_numpy(counts)), item_col[torch.from_numpy(np.concatenate(rows))])
+
+    @staticmethod
+    def _first_rows(counts, blocks):
+        """The positions of the first ``counts[u]`` rows of each block of ``blocks[u]`` rows, blocks one after
+        another."""
+        starts = np.cumsum(blocks) - blocks
+        return torch.from_numpy(np.concatenate([np.arange(s, s + c) for s, c in zip(starts, counts)]))
 
 
 def compact_scores(items, row_idx, scores, positive_u, positive_i, item_num, width=1):
