@@ -143,14 +143,16 @@ class Meter:
             self.peak = max(self.peak, rss_mb())
             time.sleep(0.02)
 
-    def step(self, name, action, scale=1.0, note=""):
-        """Run ``action()``, report its time times ``scale`` (an extrapolation when not 1) and its peak RSS."""
+    def step(self, name, action, scale=1.0, note="", fixed=(0.0, 0.0)):
+        """Run ``action()``, report its time times ``scale`` (an extrapolation when not 1) plus ``fixed`` (wall,
+        CPU seconds measured once, not extrapolated) and its peak RSS."""
         self.peak = rss_mb()
         started, cpu = time.perf_counter(), cpu_seconds()
         value = action()
         seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         self.peak = max(self.peak, rss_mb())
-        print(json.dumps({"size": self.size, "step": name, "seconds": seconds * scale, "cpu_s": cpu * scale,
+        print(json.dumps({"size": self.size, "step": name, "seconds": seconds * scale + fixed[0],
+                          "cpu_s": cpu * scale + fixed[1],
                           "measured_s": seconds, "peak_mb": round(self.peak), "note": note,
                           "load": round(os.getloadavg()[0], 1)}), flush=True)
         return value
@@ -177,11 +179,11 @@ def make_config(workdir, name, model):
 
 
 class Limited:
-    """The first ``count`` batches of a RecBole loader; its other attributes are the loader's (``evaluate`` reads
-    a few of them)."""
+    """The first ``count`` batches of a RecBole loader, or the next ``count`` from ``iterator`` (an iterator of that
+    loader, an epoch under way); its other attributes are the loader's (``evaluate`` reads a few of them)."""
 
-    def __init__(self, loader, count):
-        self.loader, self.count = loader, count
+    def __init__(self, loader, count, iterator=None):
+        self.loader, self.count, self.iterator = loader, count, iterator
 
     def __getattr__(self, name):
         return getattr(self.loader, name)
@@ -190,10 +192,10 @@ class Limited:
         return self.count
 
     def __iter__(self):
-        for number, batch in enumerate(self.loader):
-            if number >= self.count:
-                return
+        for number, batch in enumerate(self.loader if self.iterator is None else self.iterator):
             yield batch
+            if number + 1 >= self.count:
+                return
 
 
 def train_steps(meter, model_name, config, data, profiles):
@@ -241,12 +243,20 @@ def train_steps(meter, model_name, config, data, profiles):
 
 
 def time_epoch(meter, name, trainer, loader, most):
-    """One warm-up batch, then ``most`` batches timed and extrapolated to the epoch."""
+    """The epoch's set-up with its first batch, measured once, then ``most`` batches of the same epoch timed and
+    extrapolated to the rest. The set-up is RecBole's shuffle, a permutation of every interaction turned into a
+    Python list (about 2 s at 10^7): once an epoch, so it must not be extrapolated per batch as if every batch
+    paid it (the runs before 2026-12-06 did, which inflated large sizes' training times)."""
     batches = len(loader)
-    count = min(batches, most)
-    trainer._train_epoch(Limited(loader, 1), 0)  # warm-up
-    note = f"{count} of {batches} batches timed, extrapolated" if count < batches else "whole epoch"
-    meter.step(name, lambda: trainer._train_epoch(Limited(loader, count), 1), scale=batches / count, note=note)
+    count = min(batches - 1, most)
+    iterator = iter(loader)
+    started, cpu = time.perf_counter(), cpu_seconds()
+    trainer._train_epoch(Limited(loader, 1, iterator), 0)  # set-up and first batch (the warm-up)
+    fixed = (time.perf_counter() - started, cpu_seconds() - cpu)
+    note = (f"set-up and first batch measured, {count} of {batches} batches timed, extrapolated" if count < batches - 1
+            else "whole epoch")
+    meter.step(name, lambda: trainer._train_epoch(Limited(loader, count, iterator), 1),
+               scale=(batches - 1) / max(count, 1), fixed=fixed, note=note)
 
 
 def data_model(model_name, config, data):
