@@ -70,7 +70,7 @@ def test_reg_weight_written_1e_5_is_a_number_and_simplex_trains(workdir, capfd):
     path = place("01_simplex_literal_strings.yaml", workdir)
     config = check_experiment(path).config
     assert config["reg_weight"] == 1e-5 and config["learning_rate"] == 0.01 and config["gamma"] == 0.5
-    assert config["user_inter_num_interval"] == "[20,60)"  # not a literal: stays a string
+    assert config["user_inter_num_interval"] == "[20,40)"  # not a literal: stays a string
     row, _ = assert_done(workdir, path, capfd)
     assert json.loads(row["train_1:best_test_res"])["ndcg@10"] >= 0.0
 

@@ -221,10 +221,10 @@ def test_make_profiles_cli_writes_profiles_and_metadata(workdir):
     done = subprocess.run([sys.executable, str(ROOT / "make_profiles.py"), "--config", str(path), "--encoder", "tfidf",
                            "--out", "cli_users"], cwd=workdir, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "wrote 446 user profiles (template + tfidf" in done.stdout and "example (user " in done.stdout
+    assert "wrote 298 user profiles (template + tfidf" in done.stdout and "example (user " in done.stdout
     out = workdir / "emb" / "ml-100k" / "cli_users.json"
     meta = json.loads(meta_path(out).read_text())
-    assert meta["encoder"] == "tfidf" and meta["split"]["seed"] == 42 and len(read_profiles(out)) == 446
+    assert meta["encoder"] == "tfidf" and meta["split"]["seed"] == 42 and len(read_profiles(out)) == 298
 
 
 def test_make_profiles_cli_reports_a_bad_config_in_one_line(workdir, capsys):
