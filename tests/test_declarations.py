@@ -213,3 +213,10 @@ def test_reference_check_mode_says_current(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "reference.py"), "--check"], capture_output=True,
                           text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0 and "current" in done.stdout, done.stdout + done.stderr
+
+
+def test_check_refuses_value_metrics_without_labeled_mode_by_the_declared_rule(tmp_path):
+    err = refusal(tmp_path, {"test_eval": {"metrics": ["AUC"]}})  # the experiment's test mode is full
+    assert err.command == "test_eval" and err.message.startswith("value metrics (AUC, LogLoss, ...) need mode: labeled")
+    path = experiment_with(tmp_path, {"test_eval": {"metrics": ["AUC", "LogLoss"], "mode": "labeled"}})
+    assert check_experiment(path, outputs=False).steps[-1][2] == {"metrics": ["AUC", "LogLoss"], "mode": "labeled"}

@@ -100,9 +100,10 @@ def check_experiment(path, overrides=None, outputs=True):
 
 def scenario_context(config, data=None):
     """What the scenario's declarations may read besides the params: the model, the experiment's setting names
-    (``set_config``) and, once the data is prepared, the training parts and the item count (``set_train_dataset``,
-    ``test_eval``'s uniN)."""
-    context = {"model": config["model"], "settings": set(config.final_config_dict)}
+    (``set_config``), its metrics and test mode (``test_eval``'s labeled rule) and, once the data is prepared, the
+    training parts and the item count (``set_train_dataset``, ``test_eval``'s uniN)."""
+    context = {"model": config["model"], "settings": set(config.final_config_dict), "metrics": config["metrics"],
+               "test_mode": (config["eval_args"] or {}).get("mode")}
     if data is not None:
         context.update(parts=len(data.train_parts), items=data.dataset.item_num - 1)
     return context
