@@ -24,12 +24,36 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.neumf import NeuMF
+from models.neumf import FULL_SORT, NeuMF
 from utils.embeddings import load_float_matrix
 from utils.errors import UserError
+from utils.params import NON_NEGATIVE_INT, PROBABILITY, Kind, Param, Rule, Schema, one_of
 
 MODES = ("none", "ridge", "hybrid")
 CANDIDATES = ("all", "sparse")
+CANDIDATE_ITEMS = Param("candidate_items", one_of(*CANDIDATES, words="all or sparse", hint="sparse ranks only the "
+                                                  "items with at most candidate_max_count training interactions"),
+                        default="all", doc="the items ranked: all, or the sparse ones only")
+CANDIDATE_MAX_COUNT = Param("candidate_max_count", NON_NEGATIVE_INT, default=0,
+                            doc="with candidate_items: sparse, the most training interactions a ranked item has")
+ITEM_TEXT_FILE = Param("item_text_file", Kind(lambda v: isinstance(v, str) and bool(v), "a file path"),
+                       doc="the [items, d] matrix of item text vectors (read when text is used)")
+SETTINGS = Schema((
+    FULL_SORT,
+    Param("item_text_mode", one_of(*MODES, words="none, ridge or hybrid"), default="none",
+          doc="item text in the item towers: none, a ridge map for sparse items, or ids + projected text"),
+    ITEM_TEXT_FILE,
+    Param("text_min_count", NON_NEGATIVE_INT, default=1, doc="items with fewer training interactions use their text"),
+    Param("ridge_fit_count", NON_NEGATIVE_INT, default=10, doc="items with this many or more fit the ridge map"),
+    Param("ridge_alpha", Kind(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+                              "a number of 0 or more"), default=1.0, doc="the ridge map's regularization"),
+    Param("id_dropout", PROBABILITY, default=0.5, doc="hybrid: the chance an item's id is dropped in training"),
+    CANDIDATE_ITEMS,
+    CANDIDATE_MAX_COUNT,
+), open_=True, rules=(Rule(lambda v, c: v.get("candidate_items") != "sparse" or v.get("neumf_full_sort") == "parts",
+                           "candidate_items: sparse needs neumf_full_sort: parts, got {value[neumf_full_sort]!r}",
+                           "set neumf_full_sort: parts (RecBole's pair scorer would bypass the candidate set)"),),
+    summary="HybridNeuMF's own settings")
 
 
 def item_counts(dataset, n_items):
@@ -101,20 +125,15 @@ class HybridNeuMF(NeuMF):
     default_config = {**NeuMF.default_config, "item_text_mode": "none", "item_text_file": None,
                       "text_min_count": 1, "ridge_fit_count": 10, "ridge_alpha": 1.0, "id_dropout": 0.5,
                       "candidate_items": "all", "candidate_max_count": 0}
+    settings = SETTINGS
 
     def __init__(self, config, dataset):
-        super().__init__(config, dataset)
+        super().__init__(config, dataset)  # checks SETTINGS, the rule across candidate_items and the scorer too
         mode, candidates = config["item_text_mode"], config["candidate_items"]
-        if mode not in MODES:
-            raise UserError(f"item_text_mode: {mode!r} is not one of {', '.join(MODES)}", "none, ridge or hybrid")
-        if candidates not in CANDIDATES:
-            raise UserError(f"candidate_items: {candidates!r} is not one of {', '.join(CANDIDATES)}", "all or sparse")
         counts = item_counts(dataset, self.n_items)
         self.candidates = None if candidates == "all" else counts <= int(config["candidate_max_count"])
         if self.candidates is not None:
             self.candidates[0] = False  # the padding item
-            if self.full_sort_scorer != "parts":  # RecBole's pair scorer would bypass full_sort_predict
-                raise UserError("candidate_items: sparse needs neumf_full_sort: parts", "set neumf_full_sort: parts")
         if mode == "none":
             return
         text = load_item_text(config["item_text_file"], self.n_items)

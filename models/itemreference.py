@@ -10,10 +10,17 @@ import torch
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType, ModelType
 
-from models.hybridneumf import CANDIDATES, item_counts, load_item_text
-from utils.errors import UserError
+from models.hybridneumf import CANDIDATE_ITEMS, CANDIDATE_MAX_COUNT, ITEM_TEXT_FILE, item_counts, load_item_text
+from utils.params import Param, Schema, check_model_settings, one_of
 
 REFERENCES = ("pop", "content_knn")
+SETTINGS = Schema((
+    Param("item_reference", one_of(*REFERENCES, words="pop or content_knn"), default="pop",
+          doc="rank by training interactions, or by the cosine to the text of the user's items"),
+    ITEM_TEXT_FILE,
+    CANDIDATE_ITEMS,
+    CANDIDATE_MAX_COUNT,
+), open_=True, summary="ItemReference's own settings")
 
 
 class ItemReference(GeneralRecommender):
@@ -23,15 +30,12 @@ class ItemReference(GeneralRecommender):
     type = ModelType.TRADITIONAL
     default_config = {"item_reference": "pop", "item_text_file": None, "candidate_items": "all",
                       "candidate_max_count": 0}
+    settings = SETTINGS
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        reference, candidates = config["item_reference"], config["candidate_items"]
-        if reference not in REFERENCES:
-            raise UserError(f"item_reference: {reference!r} is not one of {', '.join(REFERENCES)}",
-                            "pop or content_knn")
-        if candidates not in CANDIDATES:
-            raise UserError(f"candidate_items: {candidates!r} is not one of {', '.join(CANDIDATES)}", "all or sparse")
+        checked = check_model_settings(type(self), config)
+        reference, candidates = checked["item_reference"], checked["candidate_items"]
         self.reference = reference
         self.fake_loss = torch.nn.Parameter(torch.zeros(1))  # RecBole's trainer needs a parameter to optimise
         counts = item_counts(dataset, self.n_items)

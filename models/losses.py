@@ -234,11 +234,9 @@ class DistilLoss(nn.Module):
         return (1.0 - F.cosine_similarity(hidden.float(), target.float(), dim=1, eps=1e-8)).mean()
 
     def distance(self, name, hidden, target):
-        """Dispatch to ``'mse'``, ``'rmse'`` or ``'cosine'``."""
-        method = _DISTANCES.get(name)
-        if method is None:
-            raise UserError(f"unknown distance '{name}'", "use one of: mse, rmse, cosine")
-        return getattr(self, method)(hidden, target)
+        """Dispatch to ``'mse'``, ``'rmse'`` or ``'cosine'`` (a class's ``metric``, or the declared ``distance``
+        option, whose kind admits only these: no other name reaches here)."""
+        return getattr(self, _DISTANCES[name])(hidden, target)
 
     def forward(self, hooked, interaction):
         raise NotImplementedError(f"{type(self).__name__} must implement forward(hooked, interaction)")

@@ -17,9 +17,13 @@ import torch
 from recbole.model.general_recommender.neumf import NeuMF as RecBoleNeuMF
 from torch import nn
 
-from utils.errors import UserError
+from utils.params import Param, Schema, check_model_settings, one_of
 
 SCORERS = ("pairs", "parts")
+FULL_SORT = Param("neumf_full_sort", one_of(*SCORERS, words="pairs or parts", hint="pairs (RecBole's scorer, the "
+                                            "default) or parts (the same scores, several times faster)"),
+                  default="pairs", doc="the full-ranking scorer: RecBole's per pair, or the factorised one")
+SETTINGS = Schema((FULL_SORT,), open_=True, summary="NeuMF's own settings")
 USERS_PER_CHUNK = 32  # users scored together by ``parts``: [32, n_items, width] stays in cache-friendly sizes
 
 
@@ -27,14 +31,11 @@ class NeuMF(RecBoleNeuMF):
     """RecBole's NeuMF; ``neumf_full_sort: parts`` adds the factorised full-ranking scorer (module docstring)."""
 
     default_config = {"neumf_full_sort": "pairs"}
+    settings = SETTINGS
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        scorer = config["neumf_full_sort"]
-        if scorer not in SCORERS:
-            raise UserError(f"neumf_full_sort: {scorer!r} is not one of {', '.join(SCORERS)}",
-                            "pairs (RecBole's scorer, the default) or parts (the same scores, several times faster)")
-        self.full_sort_scorer = scorer
+        self.full_sort_scorer = check_model_settings(type(self), config)["neumf_full_sort"]
 
     def full_sort_predict(self, interaction):
         if self.full_sort_scorer != "parts":

@@ -3,7 +3,6 @@
 reference in docs/REFERENCE.md is what the declarations give, and the project's imports form no cycle."""
 
 import ast
-import subprocess
 import sys
 
 import pytest
@@ -97,10 +96,47 @@ def test_check_refuses_a_bad_loss_option_by_its_declaration(tmp_path, loss, para
     assert f"{param.name} must be {param.kind.words}, got {value!r}" in err.message
 
 
-def test_the_reference_is_what_the_declarations_give():
-    sys.path.insert(0, str(ROOT / "tools"))
-    import reference
+sys.path.insert(0, str(ROOT / "tools"))
+import reference  # noqa: E402  (tools/ is no package)
 
+MODEL_SETTINGS = [(title.split()[1], schema, param) for title, schema in reference.model_settings()
+                  for param in schema.params]
+
+
+def model_experiment(folder, model, settings):
+    """A small experiment of ``model`` that only builds it, with ``settings`` added to its RecBole part."""
+    path = experiment_with(folder, {"init_model": None})
+    raw = yaml.safe_load(path.read_text())
+    raw.update({"model": model, "scenario": [{"init_model": None}], **settings})
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_the_models_that_declare_settings_are_found():
+    assert {model for model, _, _ in MODEL_SETTINGS} == {"NeuMF", "HybridNeuMF", "ItemReference"}
+    assert {"neumf_full_sort", "item_text_mode", "candidate_items", "item_reference"} <= {
+        param.name for _, _, param in MODEL_SETTINGS}
+
+
+@pytest.mark.parametrize("model,schema,param", MODEL_SETTINGS, ids=[f"{m}.{p.name}" for m, _, p in MODEL_SETTINGS])
+def test_check_refuses_a_bad_model_setting_by_its_declaration(tmp_path, model, schema, param):
+    value = refused_value(param.kind)
+    with pytest.raises(UserError) as info:
+        check_experiment(model_experiment(tmp_path, model, {param.name: value}), outputs=False)
+    assert f"{param.name} must be {param.kind.words}, got {value!r}" in info.value.message, info.value.line()
+
+
+def test_check_refuses_sparse_candidates_with_the_pair_scorer_by_the_declared_rule(tmp_path):
+    path = model_experiment(tmp_path, "HybridNeuMF", {"candidate_items": "sparse", "neumf_full_sort": "pairs"})
+    with pytest.raises(UserError) as info:
+        check_experiment(path, outputs=False)
+    assert info.value.message == "candidate_items: sparse needs neumf_full_sort: parts, got 'pairs'"
+    assert "neumf_full_sort: parts" in info.value.hint
+    path = model_experiment(tmp_path, "HybridNeuMF", {"candidate_items": "sparse", "neumf_full_sort": "parts"})
+    assert check_experiment(path, outputs=False).model_class.__name__ == "HybridNeuMF"
+
+
+def test_the_reference_is_what_the_declarations_give():
     assert (ROOT / "docs" / "REFERENCE.md").read_text(encoding="utf-8") == reference.reference_text(), \
         "docs/REFERENCE.md is stale: run python tools/reference.py"
     text = reference.reference_text()
@@ -172,7 +208,14 @@ def test_the_projects_import_graph_has_no_cycle():
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
-def test_reference_check_mode_says_current(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "reference.py"), "--check"], capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode == 0 and "current" in done.stdout, done.stdout + done.stderr
+def test_reference_check_mode_says_current(capsys):
+    """``tools/reference.py --check``, in this process (its exit status is main's return value)."""
+    assert reference.main(["--check"]) == 0
+    assert capsys.readouterr().out == "docs/REFERENCE.md is current\n"
+
+
+def test_check_refuses_value_metrics_without_labeled_mode_by_the_declared_rule(tmp_path):
+    err = refusal(tmp_path, {"test_eval": {"metrics": ["AUC"]}})  # the experiment's test mode is full
+    assert err.command == "test_eval" and err.message.startswith("value metrics (AUC, LogLoss, ...) need mode: labeled")
+    path = experiment_with(tmp_path, {"test_eval": {"metrics": ["AUC", "LogLoss"], "mode": "labeled"}})
+    assert check_experiment(path, outputs=False).steps[-1][2] == {"metrics": ["AUC", "LogLoss"], "mode": "labeled"}

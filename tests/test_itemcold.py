@@ -80,13 +80,16 @@ def test_itemcold_generator_writes_four_folders_with_every_variant(itemcold):
 
 
 @pytest.mark.long
-def test_itemcold_and_budget_scenarios_pass_the_check(itemcold, tmp_path):
+def test_itemcold_and_budget_scenarios_pass_the_check(itemcold, tmp_path, monkeypatch, capsys):
+    """--check in this process (one dataset load per configuration instead of a process per folder)."""
+    import run_exps
+
     subprocess.run([sys.executable, str(EXPERIMENTS / "budget_ml100k" / "generate.py"), "--seeds", "1", "--out",
                     str(tmp_path)], check=True, capture_output=True, timeout=120)
+    monkeypatch.chdir(ROOT)
     for folder in [*itemcold.iterdir(), *tmp_path.iterdir()]:
-        result = subprocess.run([sys.executable, str(ROOT / "run_exps.py"), str(folder), "--check"],
-                                capture_output=True, text=True, timeout=300, cwd=ROOT)
-        assert result.returncode == 0, result.stderr[-2000:]
+        assert run_exps.main([str(folder), "--check"]) == 0, capsys.readouterr().err[-2000:]
+        assert "ok: " in capsys.readouterr().out
     orig = load(tmp_path / "budget_orig_ml100k" / "neumf_s1_llmkt.yaml")
     epochs = [s["set_config"]["epochs"] for s in orig["scenario"] if "set_config" in s]
     assert epochs == [2, 2] and orig["learning_rate"] == 0.01 and orig["train_batch_size"] == 64

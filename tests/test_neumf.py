@@ -80,7 +80,7 @@ def test_a_bad_scorer_is_one_line_naming_the_value():
 
     with pytest.raises(UserError) as caught:
         build("NeuMF", neumf_full_sort="fast")
-    assert "neumf_full_sort: 'fast'" in str(caught.value) and "\n" not in str(caught.value)
+    assert "neumf_full_sort must be pairs or parts, got 'fast'" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_a_near_miss_of_the_key_is_refused():

@@ -70,7 +70,7 @@ def test_reg_weight_written_1e_5_is_a_number_and_simplex_trains(workdir, capfd):
     path = place("01_simplex_literal_strings.yaml", workdir)
     config = check_experiment(path).config
     assert config["reg_weight"] == 1e-5 and config["learning_rate"] == 0.01 and config["gamma"] == 0.5
-    assert config["user_inter_num_interval"] == "[20,60)"  # not a literal: stays a string
+    assert config["user_inter_num_interval"] == "[20,40)"  # not a literal: stays a string
     row, _ = assert_done(workdir, path, capfd)
     assert json.loads(row["train_1:best_test_res"])["ndcg@10"] >= 0.0
 
@@ -116,7 +116,7 @@ def test_profiles_of_every_user_meet_a_filtered_dataset_rows_picked_by_id(workdi
     path = place("03_neumf_profiles_of_all_users.yaml", workdir)
     row, out = assert_done(workdir, path, capfd)
     warnings = [line for line in out.splitlines() if "profiles are of ids the dataset does not keep" in line]
-    assert len(warnings) == 1 and "497 of 943" in warnings[0] and "by: exp_2024_04_11" in warnings[0]
+    assert len(warnings) == 1 and "645 of 943" in warnings[0] and "by: exp_2024_04_11" in warnings[0]
     matrix = torch.load(workdir / "datasets" / "llm_embeddings" / "ml-100k" / "user48.pt", weights_only=True)
     tokens = build_dataset(check_experiment(path).config).field2id_token["user_id"][1:]
     assert matrix.shape == (row["user_num"] - 1, WIDTH) == (len(tokens), WIDTH)

@@ -194,15 +194,37 @@ def test_umap_missing_is_refused_clearly(monkeypatch):
         reduce_matrix(torch.randn(60, 12), 4, "umap")
 
 
+def test_umap_leaves_torchs_thread_count_as_it_found_it(monkeypatch):
+    """UMAP's fit resets numba's threads, which (numba's OpenMP layer) changes torch's too: 1 became 2 in a training
+    after reduce_dim. Whatever the fit does to it, reduce_matrix gives training back the count it had."""
+    import umap
+
+    from utils.embeddings import reduce_matrix
+
+    fit = umap.UMAP.fit_transform
+
+    def fit_changing_threads(self, *args, **kwargs):
+        torch.set_num_threads(torch.get_num_threads() + 1)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(umap.UMAP, "fit_transform", fit_changing_threads)
+    before = torch.get_num_threads()
+    try:
+        reduced, method = reduce_matrix(torch.randn(60, 12), 4, "umap")
+        assert torch.get_num_threads() == before and method == "umap" and reduced.shape == (60, 4)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_make_profiles_cli_writes_profiles_and_metadata(workdir):
     path = shrink("neumf/neumf_ml100k.yaml", workdir)
     done = subprocess.run([sys.executable, str(ROOT / "make_profiles.py"), "--config", str(path), "--encoder", "tfidf",
                            "--out", "cli_users"], cwd=workdir, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "wrote 446 user profiles (template + tfidf" in done.stdout and "example (user " in done.stdout
+    assert "wrote 298 user profiles (template + tfidf" in done.stdout and "example (user " in done.stdout
     out = workdir / "emb" / "ml-100k" / "cli_users.json"
     meta = json.loads(meta_path(out).read_text())
-    assert meta["encoder"] == "tfidf" and meta["split"]["seed"] == 42 and len(read_profiles(out)) == 446
+    assert meta["encoder"] == "tfidf" and meta["split"]["seed"] == 42 and len(read_profiles(out)) == 298
 
 
 def test_make_profiles_cli_reports_a_bad_config_in_one_line(workdir, capsys):

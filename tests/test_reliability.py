@@ -224,6 +224,7 @@ def test_kill_9_then_resume_journals_each_experiment_done_exactly_once(workdir):
     killed = pd.read_csv(journal_path, index_col=0)
     assert list(killed["config"]) == names[:2] and set(killed["status"]) == {"done"}
 
+    trained(folder, names[2], epochs=1)  # it never finished: resumed, it need not train 8 epochs to show that
     assert run_exps.main([str(folder), "--resume"]) == 0  # here: the killed process was the separate one
     journal = pd.read_csv(journal_path, index_col=0)
     assert sorted(journal[journal["status"] == "done"]["config"]) == names

@@ -5,8 +5,8 @@ the scenario commands and their params, the losses and their options.
     python tools/reference.py --check    # exit 1 when docs/REFERENCE.md is not what the declarations give
 
 Nothing here is written by hand: a key, a kind, a default or a line of doc changes in its declaration
-(``utils/settings.py``, ``utils/profiles.py``, ``utils/tmanager.py``, ``models/losses.py``) and this file follows;
-``tests/test_declarations.py`` fails while it does not.
+(``utils/settings.py``, ``utils/profiles.py``, ``utils/tmanager.py``, ``models/losses.py``, a model class's
+``settings``) and this file follows; ``tests/test_declarations.py`` fails while it does not.
 """
 
 import argparse
@@ -52,6 +52,22 @@ def losses_reference():
     return "\n".join(lines)
 
 
+def model_settings():
+    """(title, schema) of each model of models/ that declares its own settings (the class's ``settings``)."""
+    from utils.params import Schema
+    from utils.registry import get_model_class
+
+    names = sorted(path.stem for path in (ROOT / "models").glob("*.py") if not path.stem.startswith("_"))
+    found = []
+    for name in names:
+        module = __import__(f"models.{name}", fromlist=["*"])
+        for cls in vars(module).values():
+            if isinstance(cls, type) and cls.__module__ == module.__name__ and cls.__name__.lower() == name:
+                if isinstance(getattr(get_model_class(cls.__name__), "settings", None), Schema):
+                    found.append((f"model: {cls.__name__} (models/{name}.py)", cls.settings))
+    return found
+
+
 def reference_text():
     """The whole of docs/REFERENCE.md."""
     from utils.params import EVAL_ARGS, reference
@@ -65,7 +81,7 @@ def reference_text():
                           ("llm_config.preprocess_random", PREPROCESS_RANDOM),
                           ("llm_config.build_profiles", PROFILE_SPEC), ("build_profiles.llm", LLM_OPTIONS),
                           ("cold_start", COLD_START), ("RecBole settings the tool checks", RECBOLE),
-                          ("eval_args", EVAL_ARGS)):
+                          ("eval_args", EVAL_ARGS), *model_settings()):
         parts += _section(title, reference(schema), schema.summary)
     parts += _section("Scenario commands", command_reference(),
                       "A step is `{command: NAME, params: P}` or `{NAME: P}`; `needs` is the order check's.")

@@ -536,8 +536,13 @@ def reduce_matrix(matrix, dimension, method="umap", seed=0, device=None):
                 "reduce_dim: method 'umap' needs umap-learn, which is not installed",
                 "install the project's dependencies (make), or use method: pca",
             ) from None
-        # seeded, hence single-threaded (UMAP would otherwise override n_jobs itself, with a warning)
-        reduced = umap.UMAP(n_components=dimension, random_state=seed, n_jobs=1).fit_transform(values)
+        # seeded, hence single-threaded (UMAP would otherwise override n_jobs itself, with a warning); fitting
+        # changes torch's thread count (through numba/OpenMP), which the training after it must not inherit
+        threads = torch.get_num_threads()
+        try:
+            reduced = umap.UMAP(n_components=dimension, random_state=seed, n_jobs=1).fit_transform(values)
+        finally:
+            torch.set_num_threads(threads)
     else:
         raise UserError(f"reduce_dim: unknown method '{method}'", "use pca or umap")
     reduced = torch.from_numpy(np.ascontiguousarray(reduced, dtype=np.float32))

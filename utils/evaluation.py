@@ -16,16 +16,34 @@ from recbole.evaluator.metrics import NDCG, Hit, Recall
 from recbole.utils import EvaluatorType
 
 from .errors import UserError
-from .params import EVAL_MODE, METRICS, TOPK, Param, Schema
+from .params import EVAL_MODE, METRICS, TOPK, Param, Rule, Schema
 from .ranking import eval_loader_class
 
 logger = logging.getLogger(__name__)
+
+
+
+def _value_metrics_labeled(params, context):
+    """Value metrics (AUC, LogLoss, ...) are evaluated on labeled data only: the step's metrics (or the
+    experiment's, ``context['metrics']``) with the step's mode (or the experiment's test mode)."""
+    from recbole.evaluator import metric_types
+
+    context = context or {}
+    metrics, mode = params.get("metrics", context.get("metrics")), params.get("mode", context.get("test_mode"))
+    mode = mode.get("test") if isinstance(mode, dict) else mode
+    if metrics is None or mode is None:
+        return True
+    metrics = [metrics] if isinstance(metrics, str) else metrics
+    return mode == "labeled" or not any(metric_types.get(str(m).lower()) == EvaluatorType.VALUE for m in metrics)
+
 
 TEST_EVAL = Schema((
     Param("mode", EVAL_MODE, doc="RecBole's evaluation mode for the test split: full, labeled, uniN, popN"),
     Param("metrics", METRICS, doc="RecBole metric names, all ranking or all value metrics"),
     Param("topk", TOPK, doc="the cut-offs of ranking metrics"),
-), summary="optional: evaluate with another mode, metrics or cut-offs")
+), rules=(Rule(_value_metrics_labeled, "value metrics (AUC, LogLoss, ...) need mode: labeled, got {value!r}",
+               "add mode: labeled to this test_eval, or evaluate ranking metrics"),),
+    summary="optional: evaluate with another mode, metrics or cut-offs")
 
 
 def alternative_config(config, params):
@@ -44,17 +62,8 @@ def alternative_config(config, params):
         other["metrics"] = params["metrics"]
     if "topk" in params:
         other["topk"] = params["topk"] if isinstance(params["topk"], list) else [params["topk"]]
-    types = set()
-    for metric in other["metrics"]:
-        if metric.lower() not in metric_types:
-            raise UserError(f"test_eval: RecBole has no metric '{metric}'")
-        types.add(metric_types[metric.lower()])
-    if len(types) > 1:
-        raise UserError("test_eval: ranking and value metrics cannot be evaluated together",
-                        "add a second test_eval step for the other kind")
-    other["eval_type"] = types.pop()
-    if other["eval_type"] == EvaluatorType.VALUE and other["eval_args"]["mode"]["test"] != "labeled":
-        raise UserError(f"test_eval: value metrics ({', '.join(other['metrics'])}) need mode: labeled")
+    # the metrics exist and are of one type, value metrics with mode: labeled: TEST_EVAL (checked with the scenario)
+    other["eval_type"] = metric_types[other["metrics"][0].lower()]
     return other
 
 

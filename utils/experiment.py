@@ -28,7 +28,7 @@ from .device import describe_device
 from .embeddings import embeddings_dir
 from .errors import Interrupted, UserError
 from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name
-from .params import check_valid_metric
+from .params import check_model_settings, check_valid_metric
 from .paths import PROJECT_ROOT
 from .profiles import prepare_profiles
 from .registry import get_model_class
@@ -84,6 +84,7 @@ def check_experiment(path, overrides=None, outputs=True):
                 raise UserError(f"'{key}' makes RecBole save and load pickles, which this tool does not load",
                                 "remove it: datasets are loaded once per run and reused between experiments")
         config = build_config(settings, recbole, model_class, overrides)
+        check_model_settings(model_class, config)  # a model of models/ declares its own (NeuMF's scorer, ...)
         steps = check_scenario(settings.scenario, model_name=recbole["model"], context=scenario_context(config))
         check_valid_metric(config)
         check_dataset_location(config)
@@ -99,9 +100,10 @@ def check_experiment(path, overrides=None, outputs=True):
 
 def scenario_context(config, data=None):
     """What the scenario's declarations may read besides the params: the model, the experiment's setting names
-    (``set_config``) and, once the data is prepared, the training parts and the item count (``set_train_dataset``,
-    ``test_eval``'s uniN)."""
-    context = {"model": config["model"], "settings": set(config.final_config_dict)}
+    (``set_config``), its metrics and test mode (``test_eval``'s labeled rule) and, once the data is prepared, the
+    training parts and the item count (``set_train_dataset``, ``test_eval``'s uniN)."""
+    context = {"model": config["model"], "settings": set(config.final_config_dict), "metrics": config["metrics"],
+               "test_mode": (config["eval_args"] or {}).get("mode")}
     if data is not None:
         context.update(parts=len(data.train_parts), items=data.dataset.item_num - 1)
     return context

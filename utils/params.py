@@ -464,6 +464,19 @@ def check_valid_metric(config):
                         f"{config['valid_metric']!r}", "valid_metric names one of metrics at one of topk, e.g. NDCG@10")
 
 
+def check_model_settings(model_class, config):
+    """The settings a model of ``models/`` declares (its class's ``settings``, a :class:`Schema`), read from a
+    RecBole ``Config`` (the model's defaults included) and checked; {} for a model that declares none.
+
+    Raises:
+        UserError: the first bad value or broken rule, in the one wording.
+    """
+    schema = getattr(model_class, "settings", None)
+    if not isinstance(schema, Schema):
+        return {}
+    return schema.filled(schema.check({name: config[name] for name in schema.names}))
+
+
 # --- the reference --------------------------------------------------------------------------------------------------
 
 
