@@ -375,6 +375,85 @@ if importlib.util.find_spec("wandb") is not None:  # log_wandb: True is fine whe
 KINDS += MISSED
 
 
+# --- issue 24, second round: symlinks out of the run's folders, overwrites, broken journals and locks -------------
+
+
+def linked_emb_file(param, value, link, target):
+    """reduce_dim with ``param: value`` where ``link`` inside the embedding folder is a symlink to ``target``
+    (relative to the work folder; ``link`` itself for a loop)."""
+    def setup(root):
+        folder = emb_folder(root)
+        torch.save(torch.rand(943, 4), folder / "u.pt")
+        (folder / link).symlink_to(folder / link if target == "loop" else root / target)
+        params = {"file_in": "u.pt", "file_out": "r.pt", "dimension": 2, "method": "pca", param: value}
+        path = experiment(root, scenario=[{"command": "reduce_dim", "params": params}])
+        return [str(path)], path.name, value
+
+    setup.__name__ = f"reduce_dim.{param}={value!r} through a symlink to {target}"
+    return setup
+
+
+def save_datasets_onto(name, how):
+    """save_datasets where ``name`` next to the experiment already exists: a user's file, or a link out."""
+    def setup(root):
+        path = experiment(root, scenario=[{"command": "save_datasets"}])
+        if how == "link":
+            (path.parent / name).symlink_to(root / "outside" / "keep.txt")
+        else:
+            (path.parent / name).write_text("user_id\titem_id\nmine\tmine\n")
+        return [str(path)], path.name, name
+
+    setup.__name__ = f"save_datasets onto {how} {name}"
+    return setup
+
+
+def journal_lock(kind):
+    def setup(root):
+        path = experiment(root)
+        lock = path.parent / f"{JOURNAL}.lock"
+        lock.unlink(missing_ok=True)
+        if kind == "fifo":
+            os.mkfifo(lock)
+        else:  # a dangling link: opening it for append would create the file it points to, outside
+            lock.symlink_to(root / "outside" / "created.lock")
+        return [str(path)], f"{JOURNAL}.lock", "not a regular file"
+
+    setup.__name__ = f"journal lock is a {kind}"
+    return setup
+
+
+def journal_link(kind):
+    def setup(root):
+        path = experiment(root, journal_name="linked.csv", seed_journal=False)
+        link = path.parent / "linked.csv"
+        if kind == "loop":
+            link.symlink_to(link)
+            return [str(path)], "linked.csv", "symlink loop"
+        link.symlink_to(root / "outside" / "shared.csv")
+        return [str(path)], "linked.csv", "does not exist"
+
+    setup.__name__ = f"journal is a {kind} symlink"
+    return setup
+
+
+def journal_unclosed_quote(root):
+    path = experiment(root)
+    with open(path.parent / JOURNAL, "a", encoding="utf-8") as fh:
+        fh.write('1,run,"hand edited.yaml,,,\n')
+    return [str(path)], JOURNAL, "row 2 (line 3) has an unclosed quote"
+
+
+KINDS += [
+    linked_emb_file("file_out", "sub/r.pt", "sub", "outside"), linked_emb_file("file_out", "linked.pt", "linked.pt",
+                                                                             "outside/keep.txt"),
+    linked_emb_file("file_in", "linked.pt", "linked.pt", "outside/keep.txt"),
+    linked_emb_file("file_out", "loop/r.pt", "loop", "loop"),
+    save_datasets_onto("exp.test.tsv", "link"), save_datasets_onto("exp.train.tsv", "user"),
+    journal_lock("fifo"), journal_lock("dangling link"), journal_link("loop"), journal_link("dangling"),
+    journal_unclosed_quote,
+]  # fmt: skip
+
+
 @pytest.mark.parametrize("setup", KINDS, ids=[kind.__name__ for kind in KINDS])
 def test_hostile_input_is_one_line_exit_2_and_changes_nothing_earlier(workdir, capsys, setup):
     (workdir / "outside").mkdir()
@@ -391,7 +470,8 @@ def test_hostile_input_is_one_line_exit_2_and_changes_nothing_earlier(workdir, c
             if folder.is_dir():
                 folder.chmod(0o755)
         for journal in (workdir / "run").glob("*.csv"):
-            journal.chmod(0o644)
+            if not journal.is_symlink():
+                journal.chmod(0o644)
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2, err
@@ -565,3 +645,33 @@ def test_the_conversion_cache_notices_a_matrix_replaced_under_its_name(workdir, 
     (emb_folder(workdir) / "p.json").write_text(json.dumps(all_user_profiles(8)))  # same content, new date
     assert run_exps.main([path]) == 0
     assert "u.pt is up to date with p.json" in capsys.readouterr().out
+
+
+# --- issue 24: what must still work around those refusals ---------------------------------------------------------
+
+
+def test_a_journal_that_is_a_symlink_gets_the_row_in_its_target_and_stays_a_link(workdir, capsys):
+    shared = workdir / "shared" / "all.csv"
+    shared.parent.mkdir()
+    path = experiment(workdir, journal_name="linked.csv", seed_journal=False)
+    seed = JournalRecord(path.parent / "earlier.yaml", "run")
+    seed.finish("done")
+    ExperimentsJournal(shared).append(seed.row())
+    before = shared.read_bytes()
+    (path.parent / "linked.csv").symlink_to(shared)
+    assert run_exps.main([str(path)]) == 0
+    assert (path.parent / "linked.csv").is_symlink() and shared.read_bytes().startswith(before)
+    assert list(pd.read_csv(shared, index_col=0)["config"]) == ["earlier.yaml", "exp.yaml"]
+
+
+def test_save_datasets_replaces_its_own_splits_but_not_another_files_of_the_same_stem(workdir, capsys):
+    path = experiment(workdir, scenario=[{"command": "save_datasets"}], name="a.yaml")
+    assert run_exps.main([str(path)]) == 0
+    assert run_exps.main([str(path)]) == 0  # its own, unchanged output: replaced
+    twin = experiment(workdir, scenario=[{"command": "save_datasets"}], name="a.yml")
+    written = (path.parent / "a.train.tsv").read_bytes()
+    capsys.readouterr()
+    assert run_exps.main([str(twin)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "a.test.tsv" in err and "not this experiment's own" in err
+    assert (path.parent / "a.train.tsv").read_bytes() == written
