@@ -675,3 +675,26 @@ def test_save_datasets_replaces_its_own_splits_but_not_another_files_of_the_same
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "a.test.tsv" in err and "not this experiment's own" in err
     assert (path.parent / "a.train.tsv").read_bytes() == written
+
+
+def test_sigterm_while_the_libraries_load_still_journals_the_experiment_as_interrupted(workdir):
+    path = experiment(workdir)
+    before = (path.parent / JOURNAL).read_bytes()
+    script = ("import os, signal, sys, threading, run_exps\n"
+              "threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"  # during 'import recbole'
+              f"sys.exit(run_exps.main([{str(path)!r}]))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 143 and "Traceback" not in done.stderr and done.stderr.count("error:") == 1
+    assert (path.parent / JOURNAL).read_bytes().startswith(before)
+    row = pd.read_csv(path.parent / JOURNAL, index_col=0).iloc[-1]
+    assert row["config"] == "exp.yaml" and row["status"] == "interrupted" and "SIGTERM" in row["error"]
+
+
+def test_a_worker_stopped_by_its_driver_is_journaled_as_interrupted_not_failed(workdir, capsys):
+    from utils.experiment import Journaling
+
+    path = experiment(workdir)
+    with pytest.raises(SystemExit), Journaling(path):
+        raise SystemExit(1)  # what Ray raises in a worker when the driver ends the sweep
+    row = pd.read_csv(path.parent / JOURNAL, index_col=0).iloc[-1]
+    assert row["status"] == "interrupted" and "SystemExit" not in row["error"]

@@ -324,6 +324,8 @@ class Journaling:
             status = "interrupted"
             error = (f"interrupted ({failure})" if isinstance(failure, Interrupted)
                      else "interrupted by the user (Ctrl-C)")
+        elif isinstance(failure, SystemExit):  # a Ray worker stopped by its driver (SIGTERM/SIGINT to the sweep)
+            status, error = "interrupted", "interrupted (its worker was stopped: the sweep was ended)"
         else:
             status, error = "failed", f"internal error: {type(failure).__name__}: {failure}"
         try:
