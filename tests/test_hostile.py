@@ -698,3 +698,34 @@ def test_a_worker_stopped_by_its_driver_is_journaled_as_interrupted_not_failed(w
         raise SystemExit(1)  # what Ray raises in a worker when the driver ends the sweep
     row = pd.read_csv(path.parent / JOURNAL, index_col=0).iloc[-1]
     assert row["status"] == "interrupted" and "SystemExit" not in row["error"]
+
+
+SECRET = "sk-proj-Zq8SECRETvalue0123456789abcdef"
+
+
+def secret_in_api_key_env(root):
+    spec = {"to": "u.json", "source": "llm", "llm": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": SECRET}}
+    return Path(llm_file("build_profiles", spec)(root)[0][0]), "api_key_env"
+
+
+def secret_setting(key):
+    def setup(root):
+        return experiment(root, **{key: SECRET}), repr(key)
+
+    setup.__name__ = f"top-level {key}"
+    return setup
+
+
+@pytest.mark.parametrize("setup", [secret_in_api_key_env, secret_setting("openai_api_key"),
+                                   secret_setting("HF_TOKEN"), secret_setting("db_password")],
+                         ids=["api_key_env holds the key", "openai_api_key", "HF_TOKEN", "db_password"])
+def test_a_key_in_the_file_is_refused_and_never_written_or_shown(workdir, capsys, setup):
+    path, shown = setup(workdir)
+    assert run_exps.main([str(path)]) == 2
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and shown in errors[0] and "Traceback" not in err
+    assert SECRET not in out + err
+    written = [p for p in workdir.rglob("*") if p.is_file() and p != path and SECRET.encode() in p.read_bytes()]
+    assert written == []
+    assert list(pd.read_csv(path.parent / JOURNAL, index_col=0)["status"])[-1] == "failed"

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import UserError
-from .params import HTTP_URL, TEXT, Param, Schema, int_from, number_in
+from .params import ENV_NAME, HTTP_URL, TEXT, Param, Schema, int_from, number_in
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ LLM_OPTIONS = Schema((
     Param("base_url", HTTP_URL, doc="the OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1"),
     Param("model", TEXT, doc="the chat model (source: llm)"),
     Param("embedding_model", TEXT, doc="the embedding model (encoder: openai)"),
-    Param("api_key_env", TEXT, doc="the environment variable holding the API key (never the key itself)"),
+    Param("api_key_env", ENV_NAME, doc="the environment variable holding the API key (never the key itself)"),
     Param("timeout", number_in(0, 3600, low_open=True), doc="seconds to wait for one response"),
     Param("max_retries", int_from(0, 20), doc="retries after a transient failure"),
     Param("concurrency", int_from(1, 256), doc="requests in flight at once"),

@@ -45,6 +45,7 @@ from .params import (
     list_of,
     maybe,
     one_of,
+    refuse_secret_settings,
 )
 
 MAX_RANDOM_WIDTH = 65536  # columns of a random debugging matrix (a larger one only exhausts memory)
@@ -241,6 +242,7 @@ def parse_settings(raw):
     """Split an experiment mapping into (our :class:`Settings`, the RecBole settings dict), checking ours.
 
     String literals of the RecBole part are converted as RecBole would (:func:`convert_literals`)."""
+    refuse_secret_settings(raw)
     ours = SETTINGS.filled(SETTINGS.check(raw))
     recbole = convert_literals({k: v for k, v in raw.items() if k not in DISTIL_KEYS})
     llm_config, scenario = parse_llm_config(raw.get("llm_config")), parse_steps(raw.get("scenario"))
