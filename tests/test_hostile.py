@@ -729,3 +729,18 @@ def test_a_key_in_the_file_is_refused_and_never_written_or_shown(workdir, capsys
     written = [p for p in workdir.rglob("*") if p.is_file() and p != path and SECRET.encode() in p.read_bytes()]
     assert written == []
     assert list(pd.read_csv(path.parent / JOURNAL, index_col=0)["status"])[-1] == "failed"
+
+
+def test_an_llm_server_that_accepts_and_never_answers_fails_at_the_deadline_in_one_line(workdir, capsys):
+    import socket
+
+    with socket.socket() as silent:  # listens (connections complete in the backlog) and never reads or answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        llm = {"base_url": f"http://127.0.0.1:{silent.getsockname()[1]}/v1", "model": "m", "timeout": 600,
+               "deadline": 1}
+        path = llm_file("build_profiles", {"to": "u.json", "source": "llm", "llm": llm})(workdir)[0][0]
+        assert run_exps.main([path]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no answer within the deadline of 1 s" in errors[0] and "Traceback" not in err
