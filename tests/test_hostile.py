@@ -744,3 +744,54 @@ def test_an_llm_server_that_accepts_and_never_answers_fails_at_the_deadline_in_o
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no answer within the deadline of 1 s" in errors[0] and "Traceback" not in err
+
+
+# --- make_dataset.py (issue 24) -----------------------------------------------------------------------------------
+
+
+def make_dataset_case(name):
+    """(extra arguments, what the error names) for a hostile make_dataset call in ``folder``."""
+    def setup(folder):
+        (folder / "r.csv").write_text("user,item,rating\nu1,i1,4\nu2,i2,5\n")
+        (folder / "items.csv").write_text("item,title\ni1,A b\ni2,C d\n")
+        if name == "out is a file":
+            (folder / "file").write_text("x")
+            return ["--out", str(folder / "file")], "is a file, not a folder"
+        if name == "carriage return in a token":
+            (folder / "items.csv").write_bytes(b'item,title\ni1,"A\rphantom"\ni2,C\n')
+            return ["--items", str(folder / "items.csv"), "--item-cols", "title:token"], "holds a tab or a line break"
+        if name == "empty list-sep":
+            return ["--items", str(folder / "items.csv"), "--item-cols", "title:token_seq", "--list-sep", ""], \
+                "--list-sep ''"
+        if name == "user-cols without users":
+            return ["--user-cols", "age"], "--user-cols 'age' without --users"
+        # --force with a new .inter beside the old .item
+        from make_dataset import main
+
+        assert main(base(folder) + ["--items", str(folder / "items.csv"), "--item-cols", "title"]) == 0
+        return ["--force"], "x.item would stay beside the new x.inter"
+
+    return setup
+
+
+def base(folder):
+    return ["--name", "x", "--out", str(folder / "data"), "--inter", str(folder / "r.csv"), "--user-col", "user",
+            "--item-col", "item", "--rating-col", "rating"]
+
+
+@pytest.mark.parametrize("name", ["out is a file", "carriage return in a token", "empty list-sep",
+                                  "user-cols without users", "force leaves the old item table"])
+def test_make_dataset_hostile_input_is_one_line_and_writes_nothing(tmp_path, capsys, name):
+    import make_dataset
+
+    extra, shown = make_dataset_case(name)(tmp_path)
+    before = snapshot(tmp_path)
+    args = base(tmp_path)
+    if extra[:1] == ["--out"]:
+        args = args[:2] + extra + args[4:]
+        extra = []
+    capsys.readouterr()
+    assert make_dataset.main(args + extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and shown in err and "Traceback" not in err, err
+    assert snapshot(tmp_path) == before
