@@ -795,3 +795,40 @@ def test_make_dataset_hostile_input_is_one_line_and_writes_nothing(tmp_path, cap
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and shown in err and "Traceback" not in err, err
     assert snapshot(tmp_path) == before
+
+
+# --- report.py on odd journals (issue 24) -------------------------------------------------------------------------
+
+
+def journal_with(folder, results, config="a.yaml", name="j.csv", seeds=(1, 2)):
+    journal = folder / name
+    for seed in seeds:
+        ExperimentsJournal(journal).append({"config": config, "status": "done", "model": "NeuMF", "seed": str(seed),
+                                            "train_0:best_test_res": results})
+    return journal
+
+
+@pytest.mark.parametrize("results,shown", [('{"ndcg@10": NaN}', "nan"), ('{"ndcg@10": Infinity}', "inf"),
+                                           ('{"ndcg@10": "n/a"}', "'n/a'"), ('{"ndcg@10": [0.1, 0.2]}', "[0.1, 0.2]")])
+def test_report_refuses_a_metric_that_is_not_a_finite_number_in_one_line(tmp_path, capsys, results, shown):
+    journal = journal_with(tmp_path, results)
+    assert report.main([str(journal), "--out", str(tmp_path / "out"), "--curves", "none"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and shown in err and "j.csv" in err and "Traceback" not in err, err
+
+
+def test_report_reads_python_repr_dicts_escapes_names_and_counts_a_journal_given_twice_once(tmp_path, capsys):
+    journal = journal_with(tmp_path, "{'ndcg@10': 0.25, 'hit@10': 0.5}", config="a|b\nc.yaml")
+    table, *_ = report.build_report([journal, tmp_path / "." / "j.csv"], tmp_path / "out", curves="none",
+                                    metrics=["ndcg@10"])
+    assert list(table["n"]) == [2]
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "a\\|b c.yaml" in text or "a|b" not in text
+
+
+def test_report_out_onto_its_own_input_is_refused(tmp_path, capsys):
+    journal = journal_with(tmp_path, '{"ndcg@10": 0.25}', name="runs.csv")
+    before = journal.read_bytes()
+    assert report.main([str(journal), "--out", str(tmp_path), "--curves", "none"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "would overwrite the input" in err and journal.read_bytes() == before
