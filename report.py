@@ -122,6 +122,12 @@ def load_runs(journals, on="test"):
                 continue
             key = "best_test_res" if on == "test" else "best_val_res"
             results = [(p, _json(row.get(f"train_{p}:{key}"))) for p in _parts(row)]
+            for p, parsed in results:
+                cell_text = row.get(f"train_{p}:{key}") or ""
+                if cell_text.strip() and not isinstance(parsed, dict):
+                    raise UserError(f"journal {journal}: row {number}, train_{p}:{key} {cell_text[:80]!r} cannot be "
+                                    "read as results (a mapping of metric to number)",
+                                    "fix or clear that cell, then rerun report.py")
             results = [(p, r) for p, r in results if isinstance(r, dict) and r]
             if not results:
                 continue
