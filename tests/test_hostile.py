@@ -832,3 +832,14 @@ def test_report_out_onto_its_own_input_is_refused(tmp_path, capsys):
     assert report.main([str(journal), "--out", str(tmp_path), "--curves", "none"]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "would overwrite the input" in err and journal.read_bytes() == before
+
+
+def test_a_profile_json_larger_than_memory_allows_is_refused_before_it_is_read(tmp_path):
+    from utils.embeddings import refuse_beyond_memory
+    from utils.errors import UserError
+
+    profiles = tmp_path / "p.json"
+    profiles.write_text(json.dumps(all_user_profiles(8)))
+    refuse_beyond_memory(profiles, available=10**12)  # plenty: read as before
+    with pytest.raises(UserError, match=r"p.json: 0.0 GB of JSON needs about 0.0 GB of memory to read, and 0.0 GB"):
+        refuse_beyond_memory(profiles, available=profiles.stat().st_size)
