@@ -843,3 +843,19 @@ def test_a_profile_json_larger_than_memory_allows_is_refused_before_it_is_read(t
     refuse_beyond_memory(profiles, available=10**12)  # plenty: read as before
     with pytest.raises(UserError, match=r"p.json: 0.0 GB of JSON needs about 0.0 GB of memory to read, and 0.0 GB"):
         refuse_beyond_memory(profiles, available=profiles.stat().st_size)
+
+
+def test_a_checkpoint_trained_on_another_seeds_split_is_loaded_with_a_warning_and_journaled(workdir, capsys):
+    trained = experiment(workdir, scenario=TRAIN, name="a.yaml", seed=1)
+    assert run_exps.main([str(trained)]) == 0
+    checkpoint = pd.read_csv(trained.parent / JOURNAL, index_col=0).iloc[-1]["train_0:bestmodel_file"]
+    load = [{"command": "init_model"}, {"command": "init_trainer"},
+            {"command": "load_from_file", "params": {"file": checkpoint, "resume": False}}]
+    for name, seed, verdict in (("same.yaml", 1, "same"), ("other.yaml", 2, "other")):
+        path = experiment(workdir, scenario=load, name=name, seed=seed)
+        capsys.readouterr()
+        assert run_exps.main([str(path)]) == 0
+        out = capsys.readouterr().out
+        assert ("trained on another split" in out) == (verdict == "other")
+        row = pd.read_csv(path.parent / JOURNAL, index_col=0).iloc[-1]
+        assert row["config"] == name and row["checkpoint_split"].startswith(verdict)

@@ -39,7 +39,7 @@ PART_EXTRA_FIELDS = ["loss_params", "reduce_dim", "epochs_run", "best_epoch", "t
                      "dist_loss_w"]  # dist_loss_w: the weight the part's train used (empty: no distillation)
 EXTRA_COLUMNS = [
     "model", "variant", "status", "error", "duration_s", "config_hash", "log_file", "profiles", "history_file",
-    "node", "run_id", "cold_start",
+    "node", "run_id", "cold_start", "checkpoint_split",
 ]  # node, run_id: where a sweep on Ray ran the experiment, and its attempt-independent id (empty without Ray)
 LIST_PART_FIELDS = ("set_trainable", "config", "reduce_dim")
 MAX_ERROR_CHARS = 500  # an error cell is cut here; the whole line is on stderr and in the run's log
