@@ -358,7 +358,8 @@ def llm_option(key, value):
 MISSED = [
     setting("learning_rate", 1e308, "1e+308"), setting("weight_decay", 1e308, "1e+308"),
     setting("embedding_size", 0), setting("mf_embedding_size", -8), setting("dropout_prob", 2.0),
-    setting("mlp_hidden_size", []), setting("log_wandb", True), kar_setting("kar_fields", 0),
+    setting("mlp_hidden_size", []), setting("log_wandb", True), setting("learner", "sgdx"),
+    kar_setting("kar_fields", 0),
     kar_setting("kar_experts", 0), kar_setting("kar_user_emb_file", "../../outside/keep.txt"),
     kar_setting("kar_user_emb_file", "/etc/passwd"), kar_setting("kar_item_emb_file", "linked.pt", "linked.pt", True),
     top_level_key("1: one\n", "1"), top_level_key("~: nothing\n", "None"),
