@@ -51,6 +51,13 @@ def build(args):
     from utils import own_data
 
     tables = []
+    if not args.list_sep:
+        raise UserError("--list-sep '' would split every list cell into single characters",
+                        "give the separator inside list columns, e.g. --list-sep '|'")
+    for entity, table, columns in (("user", args.users, args.user_cols), ("item", args.items, args.item_cols)):
+        if columns and not table:
+            raise UserError(f"--{entity}-cols {columns!r} without --{entity}s: those columns would be dropped",
+                            f"give the {entity} table with --{entity}s, or leave out --{entity}-cols")
     if args.inter:
         if not args.user_col or not args.item_col:
             raise UserError("--inter needs --user-col and --item-col", "name the id columns of the table")

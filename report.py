@@ -15,6 +15,7 @@ is named with its setting (``NeuMF [cold users k=2]``), so that runs of several 
 """
 
 import argparse
+import ast
 import json
 import math
 import sys
@@ -85,12 +86,26 @@ def read_history(path):
 
 
 def _json(cell):
+    """A JSON cell; the original tool's Python-repr dicts (``{'ndcg@10': 0.3}``) are read too."""
     if isinstance(cell, str) and cell.strip().startswith(("{", "[")):
         try:
             return json.loads(cell)
         except json.JSONDecodeError:
-            return None
+            try:
+                return ast.literal_eval(cell.strip())
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                return None
     return None
+
+
+def checked_metrics(journal, number, column, metrics):
+    """A results cell's metrics, each a finite number; one line naming the journal, row, column and value else."""
+    for name, value in metrics.items():
+        number_ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number_ok:
+            raise UserError(f"journal {journal}: row {number}, {column}: {name} is {value!r}, not a finite number",
+                            "fix or clear that cell (a run that produced it is not comparable), then rerun report.py")
+    return metrics
 
 
 def _parts(row):
@@ -102,15 +117,22 @@ def load_runs(journals, on="test"):
     rows = []
     for journal in journals:
         frame = read_journal(journal)
-        for _, row in frame.iterrows():
+        for number, row in frame.iterrows():
             if row.get("status", "done") not in ("done", ""):
                 continue
             key = "best_test_res" if on == "test" else "best_val_res"
             results = [(p, _json(row.get(f"train_{p}:{key}"))) for p in _parts(row)]
+            for p, parsed in results:
+                cell_text = row.get(f"train_{p}:{key}") or ""
+                if cell_text.strip() and not isinstance(parsed, dict):
+                    raise UserError(f"journal {journal}: row {number}, train_{p}:{key} {cell_text[:80]!r} cannot be "
+                                    "read as results (a mapping of metric to number)",
+                                    "fix or clear that cell, then rerun report.py")
             results = [(p, r) for p, r in results if isinstance(r, dict) and r]
             if not results:
                 continue
             part, metrics = results[-1]
+            metrics = checked_metrics(journal, number, f"train_{part}:{key}", metrics)
             main = (row.get("eval_test_mode") or "main") if on == "test" else "valid"
             protocols = split_protocols(metrics, main)
             history = row.get("history_file")
@@ -393,10 +415,15 @@ def wide_table(summary):
     return table.reset_index()[["model", "variant", "n"] + list(dict.fromkeys(summary["metric"]))]
 
 
+def markdown_cell(value):
+    """A table cell: a '|' escaped and line breaks as spaces, so a name cannot break the table."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
 def markdown_table(frame):
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    header = "| " + " | ".join(map(markdown_cell, frame.columns)) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(markdown_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *lines])
 
 
@@ -888,11 +915,25 @@ def protocol_heading(summaries, main):
     return [f"## Protocol {main} (the experiments' own)", ""]
 
 
+def once_each(paths):
+    """The paths in their order, a file given twice (or through another name) counted once."""
+    seen = {}
+    for path in paths:
+        seen.setdefault(Path(path).resolve(), path)
+    return list(seen.values())
+
+
 def build_report(paths, out=None, on="test", curves="first", metrics=DEFAULT_METRICS):
     paths = [paths] if isinstance(paths, (str, Path)) else paths
     tables = [Path(path) for path in paths if is_runs_table(path)]
     journals = [journal for path in paths if not is_runs_table(path) for journal in find_journals(path)]
+    journals = once_each(journals)
     out = Path(out) if out else (journals or tables)[0].parent / "report"
+    inputs = {path.resolve() for path in journals + tables}
+    for name in ("runs.csv", "report.md"):
+        if (out / name).resolve() in inputs:
+            raise UserError(f"--out {out}: the report's {name} would overwrite the input {out / name}",
+                            "give --out another folder (default: <journal folder>/report)")
     out.mkdir(parents=True, exist_ok=True)
     loaded = ([load_runs(journals, on=on)] if journals else []) + [load_runs_table(t) for t in tables]
     runs = add_cold_user_metrics(pd.concat(loaded, ignore_index=True))

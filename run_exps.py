@@ -93,7 +93,11 @@ def check_only(files):
 
 def run_all(files, fail_fast, resume=False, parallel=None):
     """Run the experiments (in this process, or on Ray with ``parallel`` options); print a summary; exit code."""
-    from utils.experiment import already_done
+    try:
+        from utils.experiment import already_done
+    except KeyboardInterrupt as exc:  # in the first seconds (imports): the experiment's own journaling never began
+        journal_before_start(files[0], exc)
+        raise
 
     outcomes, todo = [], []
     for number, file in enumerate(files, start=1):
@@ -107,6 +111,28 @@ def run_all(files, fail_fast, resume=False, parallel=None):
     else:
         outcomes += run_here(todo, files, fail_fast)
     return summarize(files, outcomes)
+
+
+def journal_before_start(file, interruption):
+    """Journal ``file`` as interrupted when the signal came before its run began (while the libraries load), with
+    the standard library and the journal only: the promise of an ``interrupted`` row holds from the first second."""
+    import yaml
+
+    from utils.errors import UserError as Refused
+    from utils.journal import ExperimentsJournal, JournalRecord, check_journal_name
+
+    try:
+        raw = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
+        name = check_journal_name(raw.get("journal_name", "journal.csv") if isinstance(raw, dict) else "journal.csv")
+    except (OSError, ValueError, yaml.YAMLError, Refused):
+        name = "journal.csv"
+    record = JournalRecord(file, Path(file).resolve().parent.name)
+    by = f" ({interruption})" if isinstance(interruption, Interrupted) else " by the user (Ctrl-C)"
+    record.finish("interrupted", f"interrupted{by} before the experiment started")
+    try:
+        ExperimentsJournal(Path(file).parent / name).append(record.row())
+    except Refused as exc:
+        fail(f"{file}: not journaled: {exc.line()}")
 
 
 def run_here(todo, files, fail_fast):
@@ -180,6 +206,7 @@ def main(argv=None):
                     "gpus_per_experiment": args.gpus_per_experiment}
     in_main_thread = threading.current_thread() is threading.main_thread()  # signals can only be handled there
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous_int = signal.signal(signal.SIGINT, _interrupt) if in_main_thread else None
     try:
         return run_all(files, args.fail_fast, args.resume, parallel)
     except KeyboardInterrupt as exc:
@@ -189,12 +216,20 @@ def main(argv=None):
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def _terminate(signum, frame):
     """SIGTERM (what a cluster scheduler or ``kill`` sends) ends the run as Ctrl-C does: journaled as interrupted."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the journaling
     raise Interrupted(signal.Signals(signum).name)
+
+
+def _interrupt(signum, frame):
+    """Ctrl-C: a KeyboardInterrupt once; a second Ctrl-C while the first is being journaled is ignored (no
+    traceback out of the journaling)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -358,7 +358,8 @@ def llm_option(key, value):
 MISSED = [
     setting("learning_rate", 1e308, "1e+308"), setting("weight_decay", 1e308, "1e+308"),
     setting("embedding_size", 0), setting("mf_embedding_size", -8), setting("dropout_prob", 2.0),
-    setting("mlp_hidden_size", []), setting("log_wandb", True), kar_setting("kar_fields", 0),
+    setting("mlp_hidden_size", []), setting("log_wandb", True), setting("learner", "sgdx"),
+    kar_setting("kar_fields", 0),
     kar_setting("kar_experts", 0), kar_setting("kar_user_emb_file", "../../outside/keep.txt"),
     kar_setting("kar_user_emb_file", "/etc/passwd"), kar_setting("kar_item_emb_file", "linked.pt", "linked.pt", True),
     top_level_key("1: one\n", "1"), top_level_key("~: nothing\n", "None"),
@@ -373,6 +374,85 @@ MISSED = [
 if importlib.util.find_spec("wandb") is not None:  # log_wandb: True is fine where wandb is installed
     MISSED.remove(next(kind for kind in MISSED if kind.__name__ == "log_wandb=True"))
 KINDS += MISSED
+
+
+# --- issue 24, second round: symlinks out of the run's folders, overwrites, broken journals and locks -------------
+
+
+def linked_emb_file(param, value, link, target):
+    """reduce_dim with ``param: value`` where ``link`` inside the embedding folder is a symlink to ``target``
+    (relative to the work folder; ``link`` itself for a loop)."""
+    def setup(root):
+        folder = emb_folder(root)
+        torch.save(torch.rand(943, 4), folder / "u.pt")
+        (folder / link).symlink_to(folder / link if target == "loop" else root / target)
+        params = {"file_in": "u.pt", "file_out": "r.pt", "dimension": 2, "method": "pca", param: value}
+        path = experiment(root, scenario=[{"command": "reduce_dim", "params": params}])
+        return [str(path)], path.name, value
+
+    setup.__name__ = f"reduce_dim.{param}={value!r} through a symlink to {target}"
+    return setup
+
+
+def save_datasets_onto(name, how):
+    """save_datasets where ``name`` next to the experiment already exists: a user's file, or a link out."""
+    def setup(root):
+        path = experiment(root, scenario=[{"command": "save_datasets"}])
+        if how == "link":
+            (path.parent / name).symlink_to(root / "outside" / "keep.txt")
+        else:
+            (path.parent / name).write_text("user_id\titem_id\nmine\tmine\n")
+        return [str(path)], path.name, name
+
+    setup.__name__ = f"save_datasets onto {how} {name}"
+    return setup
+
+
+def journal_lock(kind):
+    def setup(root):
+        path = experiment(root)
+        lock = path.parent / f"{JOURNAL}.lock"
+        lock.unlink(missing_ok=True)
+        if kind == "fifo":
+            os.mkfifo(lock)
+        else:  # a dangling link: opening it for append would create the file it points to, outside
+            lock.symlink_to(root / "outside" / "created.lock")
+        return [str(path)], f"{JOURNAL}.lock", "not a regular file"
+
+    setup.__name__ = f"journal lock is a {kind}"
+    return setup
+
+
+def journal_link(kind):
+    def setup(root):
+        path = experiment(root, journal_name="linked.csv", seed_journal=False)
+        link = path.parent / "linked.csv"
+        if kind == "loop":
+            link.symlink_to(link)
+            return [str(path)], "linked.csv", "symlink loop"
+        link.symlink_to(root / "outside" / "shared.csv")
+        return [str(path)], "linked.csv", "does not exist"
+
+    setup.__name__ = f"journal is a {kind} symlink"
+    return setup
+
+
+def journal_unclosed_quote(root):
+    path = experiment(root)
+    with open(path.parent / JOURNAL, "a", encoding="utf-8") as fh:
+        fh.write('1,run,"hand edited.yaml,,,\n')
+    return [str(path)], JOURNAL, "row 2 (line 3) has an unclosed quote"
+
+
+KINDS += [
+    linked_emb_file("file_out", "sub/r.pt", "sub", "outside"), linked_emb_file("file_out", "linked.pt", "linked.pt",
+                                                                             "outside/keep.txt"),
+    linked_emb_file("file_in", "linked.pt", "linked.pt", "outside/keep.txt"),
+    linked_emb_file("file_out", "loop/r.pt", "loop", "loop"),
+    save_datasets_onto("exp.test.tsv", "link"), save_datasets_onto("exp.train.tsv", "user"),
+    journal_lock("fifo"), journal_lock("dangling link"), journal_link("loop"), journal_link("dangling"),
+    journal_unclosed_quote,
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("setup", KINDS, ids=[kind.__name__ for kind in KINDS])
@@ -391,7 +471,8 @@ def test_hostile_input_is_one_line_exit_2_and_changes_nothing_earlier(workdir, c
             if folder.is_dir():
                 folder.chmod(0o755)
         for journal in (workdir / "run").glob("*.csv"):
-            journal.chmod(0o644)
+            if not journal.is_symlink():
+                journal.chmod(0o644)
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2, err
@@ -565,3 +646,217 @@ def test_the_conversion_cache_notices_a_matrix_replaced_under_its_name(workdir, 
     (emb_folder(workdir) / "p.json").write_text(json.dumps(all_user_profiles(8)))  # same content, new date
     assert run_exps.main([path]) == 0
     assert "u.pt is up to date with p.json" in capsys.readouterr().out
+
+
+# --- issue 24: what must still work around those refusals ---------------------------------------------------------
+
+
+def test_a_journal_that_is_a_symlink_gets_the_row_in_its_target_and_stays_a_link(workdir, capsys):
+    shared = workdir / "shared" / "all.csv"
+    shared.parent.mkdir()
+    path = experiment(workdir, journal_name="linked.csv", seed_journal=False)
+    seed = JournalRecord(path.parent / "earlier.yaml", "run")
+    seed.finish("done")
+    ExperimentsJournal(shared).append(seed.row())
+    before = shared.read_bytes()
+    (path.parent / "linked.csv").symlink_to(shared)
+    assert run_exps.main([str(path)]) == 0
+    assert (path.parent / "linked.csv").is_symlink() and shared.read_bytes().startswith(before)
+    assert list(pd.read_csv(shared, index_col=0)["config"]) == ["earlier.yaml", "exp.yaml"]
+
+
+def test_save_datasets_replaces_its_own_splits_but_not_another_files_of_the_same_stem(workdir, capsys):
+    path = experiment(workdir, scenario=[{"command": "save_datasets"}], name="a.yaml")
+    assert run_exps.main([str(path)]) == 0
+    assert run_exps.main([str(path)]) == 0  # its own, unchanged output: replaced
+    twin = experiment(workdir, scenario=[{"command": "save_datasets"}], name="a.yml")
+    written = (path.parent / "a.train.tsv").read_bytes()
+    capsys.readouterr()
+    assert run_exps.main([str(twin)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "a.test.tsv" in err and "not this experiment's own" in err
+    assert (path.parent / "a.train.tsv").read_bytes() == written
+
+
+def test_sigterm_while_the_libraries_load_still_journals_the_experiment_as_interrupted(workdir):
+    path = experiment(workdir)
+    before = (path.parent / JOURNAL).read_bytes()
+    script = ("import os, signal, sys, threading, run_exps\n"
+              "threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"  # during 'import recbole'
+              f"sys.exit(run_exps.main([{str(path)!r}]))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 143 and "Traceback" not in done.stderr and done.stderr.count("error:") == 1
+    assert (path.parent / JOURNAL).read_bytes().startswith(before)
+    row = pd.read_csv(path.parent / JOURNAL, index_col=0).iloc[-1]
+    assert row["config"] == "exp.yaml" and row["status"] == "interrupted" and "SIGTERM" in row["error"]
+
+
+def test_a_worker_stopped_by_its_driver_is_journaled_as_interrupted_not_failed(workdir, capsys):
+    from utils.experiment import Journaling
+
+    path = experiment(workdir)
+    with pytest.raises(SystemExit), Journaling(path):
+        raise SystemExit(1)  # what Ray raises in a worker when the driver ends the sweep
+    row = pd.read_csv(path.parent / JOURNAL, index_col=0).iloc[-1]
+    assert row["status"] == "interrupted" and "SystemExit" not in row["error"]
+
+
+SECRET = "sk-proj-Zq8SECRETvalue0123456789abcdef"
+
+
+def secret_in_api_key_env(root):
+    spec = {"to": "u.json", "source": "llm", "llm": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": SECRET}}
+    return Path(llm_file("build_profiles", spec)(root)[0][0]), "api_key_env"
+
+
+def secret_setting(key):
+    def setup(root):
+        return experiment(root, **{key: SECRET}), repr(key)
+
+    setup.__name__ = f"top-level {key}"
+    return setup
+
+
+@pytest.mark.parametrize("setup", [secret_in_api_key_env, secret_setting("openai_api_key"),
+                                   secret_setting("HF_TOKEN"), secret_setting("db_password")],
+                         ids=["api_key_env holds the key", "openai_api_key", "HF_TOKEN", "db_password"])
+def test_a_key_in_the_file_is_refused_and_never_written_or_shown(workdir, capsys, setup):
+    path, shown = setup(workdir)
+    assert run_exps.main([str(path)]) == 2
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and shown in errors[0] and "Traceback" not in err
+    assert SECRET not in out + err
+    written = [p for p in workdir.rglob("*") if p.is_file() and p != path and SECRET.encode() in p.read_bytes()]
+    assert written == []
+    assert list(pd.read_csv(path.parent / JOURNAL, index_col=0)["status"])[-1] == "failed"
+
+
+def test_an_llm_server_that_accepts_and_never_answers_fails_at_the_deadline_in_one_line(workdir, capsys):
+    import socket
+
+    with socket.socket() as silent:  # listens (connections complete in the backlog) and never reads or answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        llm = {"base_url": f"http://127.0.0.1:{silent.getsockname()[1]}/v1", "model": "m", "timeout": 600,
+               "deadline": 1}
+        path = llm_file("build_profiles", {"to": "u.json", "source": "llm", "llm": llm})(workdir)[0][0]
+        assert run_exps.main([path]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no answer within the deadline of 1 s" in errors[0] and "Traceback" not in err
+
+
+# --- make_dataset.py (issue 24) -----------------------------------------------------------------------------------
+
+
+def make_dataset_case(name):
+    """(extra arguments, what the error names) for a hostile make_dataset call in ``folder``."""
+    def setup(folder):
+        (folder / "r.csv").write_text("user,item,rating\nu1,i1,4\nu2,i2,5\n")
+        (folder / "items.csv").write_text("item,title\ni1,A b\ni2,C d\n")
+        if name == "out is a file":
+            (folder / "file").write_text("x")
+            return ["--out", str(folder / "file")], "is a file, not a folder"
+        if name == "carriage return in a token":
+            (folder / "items.csv").write_bytes(b'item,title\ni1,"A\rphantom"\ni2,C\n')
+            return ["--items", str(folder / "items.csv"), "--item-cols", "title:token"], "holds a tab or a line break"
+        if name == "empty list-sep":
+            return ["--items", str(folder / "items.csv"), "--item-cols", "title:token_seq", "--list-sep", ""], \
+                "--list-sep ''"
+        if name == "user-cols without users":
+            return ["--user-cols", "age"], "--user-cols 'age' without --users"
+        # --force with a new .inter beside the old .item
+        from make_dataset import main
+
+        assert main(base(folder) + ["--items", str(folder / "items.csv"), "--item-cols", "title"]) == 0
+        return ["--force"], "x.item would stay beside the new x.inter"
+
+    return setup
+
+
+def base(folder):
+    return ["--name", "x", "--out", str(folder / "data"), "--inter", str(folder / "r.csv"), "--user-col", "user",
+            "--item-col", "item", "--rating-col", "rating"]
+
+
+@pytest.mark.parametrize("name", ["out is a file", "carriage return in a token", "empty list-sep",
+                                  "user-cols without users", "force leaves the old item table"])
+def test_make_dataset_hostile_input_is_one_line_and_writes_nothing(tmp_path, capsys, name):
+    import make_dataset
+
+    extra, shown = make_dataset_case(name)(tmp_path)
+    before = snapshot(tmp_path)
+    args = base(tmp_path)
+    if extra[:1] == ["--out"]:
+        args = args[:2] + extra + args[4:]
+        extra = []
+    capsys.readouterr()
+    assert make_dataset.main(args + extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and shown in err and "Traceback" not in err, err
+    assert snapshot(tmp_path) == before
+
+
+# --- report.py on odd journals (issue 24) -------------------------------------------------------------------------
+
+
+def journal_with(folder, results, config="a.yaml", name="j.csv", seeds=(1, 2)):
+    journal = folder / name
+    for seed in seeds:
+        ExperimentsJournal(journal).append({"config": config, "status": "done", "model": "NeuMF", "seed": str(seed),
+                                            "train_0:best_test_res": results})
+    return journal
+
+
+@pytest.mark.parametrize("results,shown", [('{"ndcg@10": NaN}', "nan"), ('{"ndcg@10": Infinity}', "inf"),
+                                           ('{"ndcg@10": "n/a"}', "'n/a'"), ('{"ndcg@10": [0.1, 0.2]}', "[0.1, 0.2]")])
+def test_report_refuses_a_metric_that_is_not_a_finite_number_in_one_line(tmp_path, capsys, results, shown):
+    journal = journal_with(tmp_path, results)
+    assert report.main([str(journal), "--out", str(tmp_path / "out"), "--curves", "none"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and shown in err and "j.csv" in err and "Traceback" not in err, err
+
+
+def test_report_reads_python_repr_dicts_escapes_names_and_counts_a_journal_given_twice_once(tmp_path, capsys):
+    journal = journal_with(tmp_path, "{'ndcg@10': 0.25, 'hit@10': 0.5}", config="a|b\nc.yaml")
+    table, *_ = report.build_report([journal, tmp_path / "." / "j.csv"], tmp_path / "out", curves="none",
+                                    metrics=["ndcg@10"])
+    assert list(table["n"]) == [2]
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "a\\|b c.yaml" in text or "a|b" not in text
+
+
+def test_report_out_onto_its_own_input_is_refused(tmp_path, capsys):
+    journal = journal_with(tmp_path, '{"ndcg@10": 0.25}', name="runs.csv")
+    before = journal.read_bytes()
+    assert report.main([str(journal), "--out", str(tmp_path), "--curves", "none"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "would overwrite the input" in err and journal.read_bytes() == before
+
+
+def test_a_profile_json_larger_than_memory_allows_is_refused_before_it_is_read(tmp_path):
+    from utils.embeddings import refuse_beyond_memory
+    from utils.errors import UserError
+
+    profiles = tmp_path / "p.json"
+    profiles.write_text(json.dumps(all_user_profiles(8)))
+    refuse_beyond_memory(profiles, available=10**12)  # plenty: read as before
+    with pytest.raises(UserError, match=r"p.json: 0.0 GB of JSON needs about 0.0 GB of memory to read, and 0.0 GB"):
+        refuse_beyond_memory(profiles, available=profiles.stat().st_size)
+
+
+def test_a_checkpoint_trained_on_another_seeds_split_is_loaded_with_a_warning_and_journaled(workdir, capsys):
+    trained = experiment(workdir, scenario=TRAIN, name="a.yaml", seed=1)
+    assert run_exps.main([str(trained)]) == 0
+    checkpoint = pd.read_csv(trained.parent / JOURNAL, index_col=0).iloc[-1]["train_0:bestmodel_file"]
+    load = [{"command": "init_model"}, {"command": "init_trainer"},
+            {"command": "load_from_file", "params": {"file": checkpoint, "resume": False}}]
+    for name, seed, verdict in (("same.yaml", 1, "same"), ("other.yaml", 2, "other")):
+        path = experiment(workdir, scenario=load, name=name, seed=seed)
+        capsys.readouterr()
+        assert run_exps.main([str(path)]) == 0
+        out = capsys.readouterr().out
+        assert ("trained on another split" in out) == (verdict == "other")
+        row = pd.read_csv(path.parent / JOURNAL, index_col=0).iloc[-1]
+        assert row["config"] == name and row["checkpoint_split"].startswith(verdict)

@@ -5,6 +5,7 @@ groups by user) and the full training set comes last; without it there is one pa
 """
 
 import copy
+import glob
 import importlib
 import json
 import logging
@@ -349,6 +350,66 @@ def write_splits(data, experiment_file):
             if field and field in inter and field not in columns and inter[field].dim() == 1:
                 columns[field] = inter[field].numpy()
         path = experiment_file.with_name(f"{experiment_file.stem}.{name}.tsv")
+        check_split_output(experiment_file, path)
         pd.DataFrame(columns).to_csv(path, sep="\t", index=False)
+        _own_split(experiment_file, path)
         paths.append(path)
     return paths
+
+
+def _owner_record(experiment_file):
+    """``.<experiment file name>.splits.json`` next to it: the split files this experiment wrote (name -> [size,
+    mtime_ns]), so that a rerun replaces its own files and never a user's file of the same name."""
+    return experiment_file.with_name(f".{experiment_file.name}.splits.json")
+
+
+def _owned(experiment_file):
+    try:
+        owned = json.loads(_owner_record(experiment_file).read_text())
+        return owned if isinstance(owned, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _own_split(experiment_file, path):
+    owned = _owned(experiment_file)
+    stat = path.stat()
+    owned[path.name] = [stat.st_size, stat.st_mtime_ns]
+    record = _owner_record(experiment_file)
+    tmp = record.with_name(record.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(owned))
+    os.replace(tmp, record)
+
+
+def check_split_output(experiment_file, path):
+    """Refuse a split file that leads out of the experiment's folder (a symlink) or that exists and is not this
+    experiment's own, unchanged output (a user's file, or another experiment's: ``a.yaml`` and ``a.yml``).
+
+    Raises:
+        UserError: naming the file, before anything is written.
+    """
+    from .paths import real_inside
+
+    experiment_file = Path(experiment_file)
+    path = Path(path)
+    real_inside(experiment_file.parent, path, "save_datasets output",
+                "save_datasets writes real files next to the experiment: remove the link")
+    if path.is_symlink() or path.exists() and not path.is_file():
+        raise UserError(f"save_datasets output {path} is not a regular file", "remove it or rename the experiment")
+    if not path.exists():
+        return
+    stat = path.stat()
+    if _owned(experiment_file).get(path.name) != [stat.st_size, stat.st_mtime_ns]:
+        raise UserError(f"save_datasets output {path} exists and is not this experiment's own unchanged output: it is "
+                        "left as it is", "move or delete it, or rename the experiment file")
+
+
+def check_split_outputs(experiment_file):
+    """:func:`check_split_output` for the files ``save_datasets`` of this experiment may write, before it runs."""
+    experiment_file = Path(experiment_file)
+    stem = experiment_file.stem
+    names = {f"{stem}.{name}.tsv" for name in ("train", "valid", "test")}
+    names |= {p.name for p in experiment_file.parent.glob(f"{glob.escape(stem)}.train*.tsv")
+              if p.name[len(stem) + 6:-4].isdigit()}  # train0, train1, ...: the parts before the last
+    for name in sorted(names):
+        check_split_output(experiment_file, experiment_file.with_name(name))

@@ -49,6 +49,36 @@ def save_tensor(tensor, path):
                         ) from None
 
 
+JSON_MEMORY_FACTOR = 4  # peak memory of parsing a profile JSON, in multiples of its size (Python floats and lists)
+
+
+def available_memory():
+    """Bytes of memory available now (``MemAvailable``), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def refuse_beyond_memory(path, available=None):
+    """Refuse, before reading a byte of it, a profile JSON whose parsing would need more memory than is available
+    (a 2 GB file once peaked at 4.5 GB before failing): one line instead of the machine swapping or the OOM killer.
+
+    Raises:
+        UserError: naming the file, its size, the memory it needs and the memory available.
+    """
+    size = Path(path).stat().st_size
+    available = available_memory() if available is None else available
+    if available is not None and size * JSON_MEMORY_FACTOR > available:
+        raise UserError(f"{path}: {size / 1e9:.1f} GB of JSON needs about {size * JSON_MEMORY_FACTOR / 1e9:.1f} GB of "
+                        f"memory to read, and {available / 1e9:.1f} GB are available",
+                        "write the embeddings as a .pt matrix instead (make_profiles.py), or free memory")
+
+
 def read_profiles(path):
     """Read a JSON profile file: a list of objects with at least ``id`` and ``embedding``.
 
@@ -58,6 +88,7 @@ def read_profiles(path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"profile file not found: {path.resolve()}", "check llm_config.preprocess_from_json.from")
+    refuse_beyond_memory(path)
     try:
         with open(path, "rb") as fh:
             profiles = json.load(fh)
@@ -138,6 +169,7 @@ def read_profile_matrix(path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"profile file not found: {path.resolve()}", "check llm_config.preprocess_from_json.from")
+    refuse_beyond_memory(path)
     fast = _read_with_simdjson(path)
     if fast is not None:
         return fast

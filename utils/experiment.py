@@ -18,6 +18,7 @@ from .allocator import keep_freed_memory
 from .config_loading import ExperimentConfig, known_setting_names, load_yaml
 from .data import (
     build_dataset,
+    check_split_outputs,
     dataset_files_present,
     describe_eval_split,
     inter_files,
@@ -91,6 +92,8 @@ def check_experiment(path, overrides=None, outputs=True):
         journal = None
         if outputs:
             check_checkpoint_dir(config["checkpoint_dir"])
+            if any(command.name == "save_datasets" for _, command, _ in steps):
+                check_split_outputs(path)
             journal = journal_for(path, settings)
             journal.check()
     except UserError as exc:
@@ -323,6 +326,8 @@ class Journaling:
             status = "interrupted"
             error = (f"interrupted ({failure})" if isinstance(failure, Interrupted)
                      else "interrupted by the user (Ctrl-C)")
+        elif isinstance(failure, SystemExit):  # a Ray worker stopped by its driver (SIGTERM/SIGINT to the sweep)
+            status, error = "interrupted", "interrupted (its worker was stopped: the sweep was ended)"
         else:
             status, error = "failed", f"internal error: {type(failure).__name__}: {failure}"
         try:

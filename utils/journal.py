@@ -17,6 +17,7 @@ import fcntl
 import io
 import json
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ PART_EXTRA_FIELDS = ["loss_params", "reduce_dim", "epochs_run", "best_epoch", "t
                      "dist_loss_w"]  # dist_loss_w: the weight the part's train used (empty: no distillation)
 EXTRA_COLUMNS = [
     "model", "variant", "status", "error", "duration_s", "config_hash", "log_file", "profiles", "history_file",
-    "node", "run_id", "cold_start",
+    "node", "run_id", "cold_start", "checkpoint_split",
 ]  # node, run_id: where a sweep on Ray ran the experiment, and its attempt-independent id (empty without Ray)
 LIST_PART_FIELDS = ("set_trainable", "config", "reduce_dim")
 MAX_ERROR_CHARS = 500  # an error cell is cut here; the whole line is on stderr and in the run's log
@@ -140,9 +141,24 @@ class JournalRecord:
 
 @contextlib.contextmanager
 def locked(path):
-    """An exclusive lock on ``<path>.lock`` for the duration of the block (blocks until free)."""
+    """An exclusive lock on ``<path>.lock`` for the duration of the block (blocks until free).
+
+    The lock is opened without following a symlink and without blocking on a FIFO: a lock that is not a regular
+    file (a link, a FIFO, a device) is refused in one line, never written through or waited on.
+    """
     lock_path = f"{path}.lock"
-    with open(lock_path, "a") as fh:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(lock_path, flags, 0o666)
+    except OSError:
+        if os.path.islink(lock_path) or not os.path.isfile(lock_path) and os.path.exists(lock_path):
+            raise JournalError(f"the journal's lock {lock_path} is not a regular file (a symlink, a FIFO or a "
+                               f"device)", "remove it: the lock is an empty file this tool creates") from None
+        raise
+    with os.fdopen(fd, "a") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise JournalError(f"the journal's lock {lock_path} is not a regular file",
+                               "remove it: the lock is an empty file this tool creates")
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -239,6 +255,31 @@ def _csv_line(cells, terminator):
     return buffer.getvalue()[:-2] + terminator
 
 
+def _link_target(link):
+    """The real file a journal symlink points to (followed: a journal shared through a link gets the rows); a
+    loop or a link to nothing is refused."""
+    try:
+        target = link.resolve(strict=True)
+    except RuntimeError:
+        raise JournalError(f"journal {link} is a symlink loop", "replace the link by a file or a link to a "
+                           "journal") from None
+    except OSError:
+        raise JournalError(f"journal {link} is a symlink to {os.readlink(link)}, which does not exist",
+                           "create that journal or remove the link; a link is never replaced by a file") from None
+    return target
+
+
+def unreadable_record(text, records):
+    """The 0-based number of the record that swallows the rest of the journal (a cell with an unclosed quote, e.g.
+    from a hand edit), or None: every row after it would be invisible to --resume and report.py."""
+    if not records:
+        return None
+    begin, end = records[-1]
+    if text.count('"', begin, end) % 2 == 0:
+        return None
+    return len(records) - 1
+
+
 class ExperimentsJournal:
     """Appends rows to one journal CSV under a file lock; the bytes of earlier rows are never changed.
 
@@ -248,6 +289,9 @@ class ExperimentsJournal:
 
     def __init__(self, path):
         self.path = Path(path)
+        self.link = None  # the symlink the journal was named by, when it is one: rows go to its target
+        if self.path.is_symlink():
+            self.link, self.path = self.path, _link_target(self.path)
 
     def check(self):
         """Refuse, in one line, a journal that cannot be appended to.
@@ -257,6 +301,10 @@ class ExperimentsJournal:
                 file and its lock) cannot be written, text that is not UTF-8, or a CSV that is not a journal.
         """
         self._read()
+        lock = Path(f"{self.path}.lock")
+        if lock.is_symlink() or lock.exists() and not lock.is_file():
+            raise JournalError(f"the journal's lock {lock} is not a regular file (a symlink, a FIFO or a device)",
+                               "remove it: the lock is an empty file this tool creates")
         folder = self.path.parent
         if folder.exists() and not writable(folder):
             raise JournalError(f"journal {self.path}: its folder {folder} cannot be written",
@@ -288,6 +336,12 @@ class ExperimentsJournal:
                                f"{exc.start})", "it is not a journal this tool wrote: set another journal_name",
                                ) from None
         records = _records(text)
+        broken = unreadable_record(text, records)
+        if broken is not None:
+            line = text.count("\n", 0, records[broken][0]) + 1
+            raise JournalError(f"journal {path}: row {broken} (line {line}) has an unclosed quote, so it and every "
+                               "row after it cannot be read", "fix that row by hand (a cell with a quote is "
+                               "written \"...\"\"...\"), or set another journal_name")
         if records and not is_journal_header(_header_columns(text[slice(*records[0])])):
             first = text[slice(*records[0])].strip()
             raise JournalError(
@@ -334,7 +388,11 @@ class ExperimentsJournal:
         cells = [row.get(column, "") for column in columns]
         line = _csv_line([number] + cells if indexed else cells, terminator)
         mode = self.path.stat().st_mode & 0o7777 if self.path.exists() else _default_mode()
-        self._replace(head + body + line, mode)
+        written = head + body + line
+        if len(_records(written)) != max(len(records), 1) + 1:  # what was written must read back as one more row
+            raise JournalError(f"journal {self.path}: the new row would not read back as a row",
+                               "the journal is left as it was; check its last rows by hand")
+        self._replace(written, mode)
 
     def _replace(self, text, mode):
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)

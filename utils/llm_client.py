@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import UserError
-from .params import HTTP_URL, TEXT, Param, Schema, int_from, number_in
+from .params import ENV_NAME, HTTP_URL, TEXT, Param, Schema, int_from, number_in
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +28,11 @@ LLM_OPTIONS = Schema((
     Param("base_url", HTTP_URL, doc="the OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1"),
     Param("model", TEXT, doc="the chat model (source: llm)"),
     Param("embedding_model", TEXT, doc="the embedding model (encoder: openai)"),
-    Param("api_key_env", TEXT, doc="the environment variable holding the API key (never the key itself)"),
+    Param("api_key_env", ENV_NAME, doc="the environment variable holding the API key (never the key itself)"),
     Param("timeout", number_in(0, 3600, low_open=True), doc="seconds to wait for one response"),
     Param("max_retries", int_from(0, 20), doc="retries after a transient failure"),
+    Param("deadline", number_in(0, 86400, low_open=True), default=180,
+          doc="seconds one request may take in all, retries included (then it fails in one line)"),
     Param("concurrency", int_from(1, 256), doc="requests in flight at once"),
     Param("temperature", number_in(0, 2), doc="sampling temperature of completions"),
     Param("max_tokens", int_from(1, 1_000_000), doc="longest completion"),
@@ -53,6 +56,8 @@ class LLMClient:
         api_key_env: the environment variable holding the API key, read at each request; when it is unset no
             ``Authorization`` header is sent (local servers need none).
         timeout: seconds to wait for one HTTP response.
+        deadline: seconds one request may take in all, retries and their waits included: a server that accepts and
+            never answers fails in one line then; an interruption (Ctrl-C, SIGTERM) ends the wait at once.
         max_retries: the package's retries after a first try that failed transiently.
         concurrency: most requests in flight at once in ``write_descriptions``.
         temperature, max_tokens: sampling settings of completions.
@@ -62,15 +67,17 @@ class LLMClient:
     """
 
     def __init__(self, base_url, model=None, embedding_model=None, api_key_env="OPENAI_API_KEY",
-                 timeout=60.0, max_retries=5, concurrency=4, temperature=0.0, max_tokens=400):
+                 timeout=60.0, max_retries=5, concurrency=4, temperature=0.0, max_tokens=400, deadline=180.0):
         LLM_OPTIONS.check({"base_url": base_url, "timeout": timeout, "max_retries": max_retries,
-                           "concurrency": concurrency}, "LLM")
+                           "concurrency": concurrency, "deadline": deadline}, "LLM")
         import openai
 
         self.base_url = base_url.rstrip("/")
         self.model, self.embedding_model, self.api_key_env = model, embedding_model, api_key_env
         self.max_retries, self.concurrency = int(max_retries), int(concurrency)
         self.temperature, self.max_tokens = temperature, max_tokens
+        self.deadline = float(deadline)
+        self.stopped = threading.Event()  # set when the run is interrupted: requests waiting give up at once
         # the key travels in a per-request header (see _auth), so the client's own key is never sent
         self._openai = openai.OpenAI(base_url=self.base_url, api_key="unused", timeout=float(timeout),
                                      max_retries=self.max_retries)
@@ -133,6 +140,32 @@ class LLMClient:
         return np.asarray([item.embedding for item in items], dtype=np.float32)
 
     def _call(self, path, create, **request):
+        """One request within :attr:`deadline` (retries included): the package's request runs in a daemon thread
+        that this thread waits for in short slices, so a silent server or an interruption never holds the run."""
+        outcome = {}
+
+        def request_once():
+            try:
+                outcome["reply"] = self._call_once(path, create, **request)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=request_once, name="llm-request", daemon=True)
+        worker.start()
+        ends = time.monotonic() + self.deadline
+        while worker.is_alive() and time.monotonic() < ends and not self.stopped.is_set():
+            worker.join(min(0.5, max(ends - time.monotonic(), 0)))
+        if self.stopped.is_set():
+            raise UserError(f"POST {self.base_url}/{path}: stopped (the run was interrupted)")
+        if worker.is_alive():
+            raise UserError(f"POST {self.base_url}/{path}: no answer within the deadline of {self.deadline:g} s "
+                            "(retries included)", "check that the server answers, or raise build_profiles.llm."
+                            "deadline")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["reply"]
+
+    def _call_once(self, path, create, **request):
         """One request through the package (which retries); its failures become one-line UserErrors."""
         import openai
 
@@ -231,7 +264,9 @@ def _request_descriptions(client, prompts, pending, system, cache, descriptions,
         for future in tqdm(as_completed(futures), total=len(futures), desc="descriptions", disable=not progress):
             entity, text = future.result()
             descriptions[entity] = text
-    except BaseException:
+    except BaseException as exc:
+        if not isinstance(exc, UserError):  # interrupted: the requests in flight stop waiting at once
+            client.stopped.set()
         executor.shutdown(wait=True, cancel_futures=True)  # requests already running still reach the cache
         logger.warning("descriptions stopped after a failure; %d new ones were written to %s, a rerun resumes "
                        "from there", cache.written, cache.path)

@@ -187,7 +187,13 @@ def write_tables(folder, name, tables, force=False):
     if not DATASET_NAME.match(name):
         raise UserError(f"--name '{name}' is not usable as a dataset name", "letters, digits, '_', '-' and '.'")
     target = Path(folder) / name
+    for place in (Path(folder), target):
+        if place.exists() and not place.is_dir():
+            raise UserError(f"--out {folder}: {place} is a file, not a folder",
+                            "give --out a folder (default: datasets)")
     paths = [target / f"{name}.{table.suffix}" for table in tables]
+    for table in tables:
+        refuse_line_breaks(table)
     if not any(t.suffix == "inter" for t in tables) and not (target / f"{name}.inter").is_file():
         from .data import download_url
 
@@ -198,6 +204,12 @@ def write_tables(folder, name, tables, force=False):
     existing = [p for p in paths if p.exists()]
     if existing and not force:
         raise UserError(f"{existing[0]} exists", "give --force to overwrite it, or another --name")
+    if any(t.suffix == "inter" for t in tables):  # a new .inter with the old side tables would mix two datasets
+        stale = [target / f"{name}.{suffix}" for suffix in ("user", "item")
+                 if (target / f"{name}.{suffix}").exists() and not any(t.suffix == suffix for t in tables)]
+        if stale:
+            raise UserError(f"{stale[0]} would stay beside the new {name}.inter and describe the old data",
+                            f"give --{stale[0].suffix[1:]}s as well, or delete {stale[0]} first")
     target.mkdir(parents=True, exist_ok=True)
     for table, path in zip(tables, paths, strict=True):
         frame = table.frame.copy()
@@ -208,6 +220,20 @@ def write_tables(folder, name, tables, force=False):
             fh.write(table.header() + "\n")
             frame.to_csv(fh, sep="\t", header=False, index=False, lineterminator="\n")
     return paths
+
+
+def refuse_line_breaks(table):
+    """Refuse a text cell holding a tab, a line feed or a carriage return: RecBole reads its files line by line and
+    tab by tab, so such a cell would make a phantom row or shift the columns."""
+    for column in table.frame.columns:
+        values = table.frame[column]
+        if values.dtype != object:
+            continue
+        bad = values.astype(str).str.contains(r"[\t\r\n]", regex=True)
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise UserError(f"the {table.suffix} table's column {column!r}, row {row + 2}: {values.iloc[row]!r} holds "
+                            "a tab or a line break", "remove it from the source table (RecBole reads one row a line)")
 
 
 def _number(value):

@@ -54,6 +54,7 @@ class Kind:
     detail: Callable | None = None
     inner: Callable | None = None
     contextual: bool = False
+    secret: bool = False  # the value may be a secret (an API key): errors never show it
 
     def accepts(self, value, context=None):
         """Whether ``value`` passes the test (never raises for a wrong type)."""
@@ -64,6 +65,9 @@ class Kind:
 
     def error(self, label, value, context=None):
         """The ``UserError`` for ``value`` failing this kind, in the one wording."""
+        if self.secret:
+            return UserError(f"{label} must be {self.words}, got a value that is not shown here (it may be a secret)",
+                             self.hint)
         more = self.detail(value, context) if self.detail else None
         return UserError(f"{label} must be {self.words}, got {value!r}" + (f": {more}" if more else ""), self.hint)
 
@@ -356,6 +360,27 @@ CHECKPOINT_REF = Kind(lambda v: CHECKPOINT_FILE.test(v) or isinstance(v, dict),
                       "a checkpoint path (or {file: path, resume: false})", "'best' is the last train's best model",
                       inner=lambda v, label, c: CHECKPOINT.filled(CHECKPOINT.check(v, "", c)) if isinstance(v, dict)
                       else {"file": v, "resume": True})
+
+
+ENV_NAME = Kind(lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", v) is not None,
+               "the name of an environment variable (letters, digits and _, at most 64), never the key itself",
+               "export OPENAI_API_KEY=<key> in the shell and write api_key_env: OPENAI_API_KEY; the key itself "
+               "never goes in a file", secret=True)
+SECRET_NAME = re.compile(r"api[_-]?key|token|secret|password|passwd", re.IGNORECASE)
+
+
+def refuse_secret_settings(mapping, where="the experiment file"):
+    """Refuse a setting whose name says it holds a secret (``openai_api_key``, ``hf_token``, ...), without showing
+    its value: a RecBole setting goes into RecBole's log, the TensorBoard event file and the journal.
+
+    Raises:
+        UserError: naming the key, never the value.
+    """
+    for key in mapping if isinstance(mapping, dict) else ():
+        if isinstance(key, str) and SECRET_NAME.search(key):
+            raise UserError(f"setting '{key}' in {where} looks like a secret; it is refused and its value is not "
+                            "shown (settings are written to logs, event files and the journal)",
+                            "remove it: a key is read from the environment (build_profiles.llm.api_key_env)")
 
 
 HTTP_URL = Kind(lambda v: isinstance(v, str) and v.startswith(("http://", "https://")),

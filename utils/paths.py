@@ -37,3 +37,25 @@ def inside_name(value, what):
         UserError: naming ``what`` and the value.
     """
     return FILE_INSIDE.check(value, what)
+
+
+def real_inside(folder, path, what, hint=None):
+    """``path`` when its real location (every symlink on the way resolved) is inside the real ``folder``.
+
+    A file or sub-folder that is a symlink pointing out of the folder is refused, so nothing is read, written or
+    deleted through it; a symlink loop is refused too. One line each, naming the path and where it leads.
+
+    Raises:
+        UserError: naming ``what``, the path and its real location.
+    """
+    from .errors import UserError
+
+    path = Path(path)
+    hint = hint or "replace the link by the file itself, or point the setting at the folder it lives in"
+    try:
+        root, real = Path(folder).resolve(), path.resolve()
+    except (RuntimeError, OSError):
+        raise UserError(f"{what} {path}: a symlink loop on the way", hint) from None
+    if real != root and root not in real.parents:
+        raise UserError(f"{what} {path} leads outside {folder} (to {real}, through a symlink)", hint)
+    return path

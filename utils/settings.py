@@ -45,6 +45,7 @@ from .params import (
     list_of,
     maybe,
     one_of,
+    refuse_secret_settings,
 )
 
 MAX_RANDOM_WIDTH = 65536  # columns of a random debugging matrix (a larger one only exhausts memory)
@@ -241,6 +242,7 @@ def parse_settings(raw):
     """Split an experiment mapping into (our :class:`Settings`, the RecBole settings dict), checking ours.
 
     String literals of the RecBole part are converted as RecBole would (:func:`convert_literals`)."""
+    refuse_secret_settings(raw)
     ours = SETTINGS.filled(SETTINGS.check(raw))
     recbole = convert_literals({k: v for k, v in raw.items() if k not in DISTIL_KEYS})
     llm_config, scenario = parse_llm_config(raw.get("llm_config")), parse_steps(raw.get("scenario"))
@@ -314,6 +316,10 @@ def _not_a_typo(key, context):
     return known is None or key in known or not difflib.get_close_matches(key, list(known), n=1, cutoff=0.8)
 
 
+LEARNERS = ("adam", "adamw", "sgd", "adagrad", "rmsprop", "sparse_adam")  # recbole AbstractTrainer._build_optimizer
+LEARNER = Kind(lambda v: isinstance(v, str) and v.lower() in LEARNERS, f"one of {', '.join(LEARNERS)}",
+               "RecBole trains with Adam, without a word, under any other name")
+
 RECBOLE = Schema((
     Param("epochs", POSITIVE_INT, doc="training epochs"),
     Param("train_batch_size", POSITIVE_INT, doc="interactions per training batch"),
@@ -321,6 +327,7 @@ RECBOLE = Schema((
     Param("stopping_step", NON_NEGATIVE_INT, doc="epochs without improvement before early stopping"),
     Param("eval_step", INT, doc="validate every N epochs; 0 or less: no validation (every epoch is saved)"),
     Param("learning_rate", LEARNING_RATE, doc="the optimizer's learning rate"),
+    Param("learner", LEARNER, doc="the optimizer (RecBole silently falls back to Adam on any other name)"),
     Param("weight_decay", WEIGHT_DECAY, doc="the optimizer's weight decay"),
     Param("seed", SEED, doc="the seed of the split, the model's initialization and the sampling"),
     Param("metrics", METRICS, doc="what is evaluated"),

@@ -326,8 +326,24 @@ def load_from_file(run, params):
         run.trainer.resume_checkpoint(path)
         say(f"    resumed {path} from epoch {run.trainer.start_epoch}")
     else:
-        run.trainer.load_weights(path)
+        checkpoint = run.trainer.load_weights(path)
         say(f"    loaded the weights of {path}")
+        compare_split(run, path, checkpoint)
+
+
+def compare_split(run, path, checkpoint):
+    """Journal whether a loaded checkpoint was trained on this run's split (``checkpoint_split``: same, other or
+    unknown) and warn when it was not: its training may have seen this run's test items."""
+    from .trainer import split_identity
+
+    stored = (checkpoint.get("config") or {}).get("split") if isinstance(checkpoint, dict) else None
+    here = split_identity(run.config)
+    verdict = "unknown" if stored is None else "same" if stored == here else "other"
+    run.record.set("checkpoint_split", f"{verdict} ({stored or '-'} / {here})")
+    if verdict != "same":
+        say(f"    warning: {path} was trained on {'another' if stored else 'an unrecorded'} split (dataset, seed or "
+            "split settings differ): its training may have seen this run's test items; journaled as "
+            f"checkpoint_split: {verdict}")
 
 
 def save_datasets(run, params):

@@ -38,7 +38,7 @@ from .params import (
     Schema,
     one_of,
 )
-from .paths import inside_name
+from .paths import inside_name, real_inside
 from .registry import get_loss_class
 from .settings import RECBOLE
 from .steps import StopScenario, say
@@ -170,7 +170,8 @@ class ScenarioRun:
 
     def embedding_path(self, name):
         """``<embeddings_path>/<dataset>/<name>``; a name that would leave that folder is refused."""
-        return embeddings_dir(self.settings.llm_config.embeddings_path, self.dataset_name) / inside_name(name, "file")
+        folder = embeddings_dir(self.settings.llm_config.embeddings_path, self.dataset_name)
+        return real_inside(folder, folder / inside_name(name, "file"), "file")
 
 
 # --- the check ----------------------------------------------------------------------------------------------------

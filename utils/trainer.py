@@ -27,6 +27,24 @@ from .sparse import build_table_optimizer
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "llmkt-checkpoint/1"
+SPLIT_KEYS = ("dataset", "seed", "eval_args", "user_inter_num_interval", "item_inter_num_interval", "val_interval",
+              "rm_dup_inter", "filter_inter_by_user_or_item", "threshold")  # what decides which items are test items
+
+
+def split_identity(config):
+    """A short hash of what decides the train/valid/test split (dataset, seed, split and filter settings): stored
+    with each checkpoint, so that loading one trained on another split (whose test items it trained on) is seen."""
+    import hashlib
+    import json
+
+    def get(key):
+        try:
+            return config[key]
+        except (KeyError, TypeError):
+            return None
+
+    text = json.dumps({key: get(key) for key in SPLIT_KEYS}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def load_checkpoint(path, device="cpu"):
@@ -140,7 +158,8 @@ class SafeCheckpointMixin:
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
         state = {
             "format": CHECKPOINT_FORMAT,
-            "config": {"model": str(self.config["model"]), "dataset": str(self.config["dataset"])},
+            "config": {"model": str(self.config["model"]), "dataset": str(self.config["dataset"]),
+                       "split": split_identity(self.config)},
             "epoch": int(epoch),
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
