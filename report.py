@@ -15,7 +15,6 @@ is named with its setting (``NeuMF [cold users k=2]``), so that runs of several 
 """
 
 import argparse
-import ast
 import json
 import math
 import sys
@@ -25,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from utils.errors import UserError
-from utils.journal import is_journal_header
+from utils.journal import checked_metrics, is_journal_header
+from utils.journal import parse_cell as _json
 
 DEFAULT_METRICS = ("ndcg@10", "hit@10", "recall@10")
 LOWER_IS_BETTER = ("logloss", "rmse", "mae")
@@ -83,29 +83,6 @@ def read_history(path):
     if not isinstance(history, dict) or not isinstance(history.get("parts"), dict):
         raise UserError(f"history file {path} is not a history written by run_exps.py")
     return history
-
-
-def _json(cell):
-    """A JSON cell; the original tool's Python-repr dicts (``{'ndcg@10': 0.3}``) are read too."""
-    if isinstance(cell, str) and cell.strip().startswith(("{", "[")):
-        try:
-            return json.loads(cell)
-        except json.JSONDecodeError:
-            try:
-                return ast.literal_eval(cell.strip())
-            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                return None
-    return None
-
-
-def checked_metrics(journal, number, column, metrics):
-    """A results cell's metrics, each a finite number; one line naming the journal, row, column and value else."""
-    for name, value in metrics.items():
-        number_ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not number_ok:
-            raise UserError(f"journal {journal}: row {number}, {column}: {name} is {value!r}, not a finite number",
-                            "fix or clear that cell (a run that produced it is not comparable), then rerun report.py")
-    return metrics
 
 
 def _parts(row):

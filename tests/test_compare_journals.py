@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -69,3 +70,39 @@ def test_metrics_a_report_derives_are_not_asked_of_a_journal(tmp_path, capsys):
                     "x_s1.yaml,M,llmkt,1,1,0.3,0.8,0.1\n")
     assert compare_journals.main([str(runs), str(rerun)]) == 0
     assert "2 metrics agree" in capsys.readouterr().out
+
+
+def raw_journal(path, cell):
+    """A journal of one done row whose part-1 results cell is ``cell`` as written (not JSON-encoded here)."""
+    pd.DataFrame([{"config": "experiments/somewhere/x_s1.yaml", "status": "done",
+                   "train_0:best_test_res": "{'ndcg@10': 0.25}", "train_1:best_test_res": cell}]).to_csv(path)
+    return path
+
+
+@pytest.mark.parametrize("cell,shown", [('{"ndcg@10": NaN}', "nan"), ('{"ndcg@10": Infinity}', "inf"),
+                                        ('{"ndcg@10": "n/a"}', "'n/a'"), ("[0.3, 0.8]", "[0.3, 0.8]"),
+                                        ("n/a", "'n/a'"), ('{"ndcg@10": true}', "True")])
+def test_a_results_cell_that_is_no_finite_metric_is_one_line_naming_it(tmp_path, cell, shown):
+    """Hostile journals (issue 24): NaN/inf metrics, 'n/a' cells, JSON lists gave tracebacks or compared as equal."""
+    good = journal(tmp_path / "a.csv", {"x_s1.yaml": {"ndcg@10": 0.3}})
+    bad = raw_journal(tmp_path / "bad.csv", cell)
+    done = subprocess.run([sys.executable, str(ROOT / "tools/compare_journals.py"), str(good), str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
+    assert "bad.csv" in done.stderr and "train_1:best_test_res" in done.stderr and shown in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_original_tools_python_repr_results_are_compared(tmp_path, capsys):
+    good = journal(tmp_path / "a.csv", {"x_s1.yaml": {"ndcg@10": 0.3, "hit@10": 0.8}})
+    original = raw_journal(tmp_path / "orig.csv", "{'ndcg@10': 0.30001, 'hit@10': 0.8}")
+    assert compare_journals.main([str(original), str(good)]) == 0
+    assert "same       x_s1.yaml: 3 metrics agree" in capsys.readouterr().out
+
+
+def test_a_runs_csv_cell_that_is_no_finite_number_is_one_line(tmp_path, capsys):
+    runs = tmp_path / "runs.csv"
+    runs.write_text("experiment,model,variant,seed,part,ndcg@10\nx_s1.yaml,M,llmkt,1,1,inf\n")
+    assert compare_journals.main([str(runs), str(journal(tmp_path / "a.csv", {"x_s1.yaml": {"ndcg@10": 0.3}}))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "runs.csv" in err and "ndcg@10 is inf" in err

@@ -11,7 +11,6 @@ per pair and exits 0 when every pair agrees, 1 when one differs, 2 on bad input 
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's packages
 
 from utils.errors import UserError  # noqa: E402
+from utils.journal import checked_metrics, results_cell  # noqa: E402
 
 RUNS_COLUMNS = ("experiment", "model", "variant", "seed", "part")  # report.py's runs.csv, before the metrics
 # report.py's runs.csv also holds metrics it derives from the history (the cold users' mean: cold_users:ndcg@10), which
@@ -42,22 +42,37 @@ def finished(journal, keys=frozenset({"best_test_res"})):
     if frame.index.name == "experiment" and set(RUNS_COLUMNS[1:]) <= set(frame.columns):
         frame = frame.reset_index()
         metrics = [c for c in frame.columns if c not in RUNS_COLUMNS]
-        return {row["experiment"]: {f"train_{row['part']}:{m}": row[m] for m in metrics if row[m] != ""}
-                for _, row in frame.iterrows()}, True
+        rows = frame.iterrows()
+        return {row["experiment"]: runs_metrics(journal, number, row, metrics) for number, row in rows}, True
     if "config" not in frame.columns or "status" not in frame.columns:
         raise UserError(f"{journal} is neither an experiments journal (no 'config' and 'status' columns) nor a "
                         "report's runs.csv", "give the .csv that run_exps.py or report.py wrote")
     done = frame[frame["status"] == "done"]
-    return {Path(row["config"]).name: results(row, keys) for _, row in done.iterrows()}, False
+    return {Path(row["config"]).name: results(row, keys, journal, number) for number, row in done.iterrows()}, False
 
 
-def results(row, keys):
-    """{'train_k:metric': value} of one journal row's result cells."""
+def runs_metrics(journal, number, row, metrics):
+    """{'train_k:metric': value} of one runs.csv row; a cell that is no finite number is one line naming it."""
+    out = {}
+    for metric in metrics:
+        if row[metric] == "":
+            continue
+        try:
+            value = float(row[metric])
+        except ValueError:
+            value = row[metric]
+        out[f"train_{row['part']}:{metric}"] = checked_metrics(journal, number, metric, {metric: value})[metric]
+    return out
+
+
+def results(row, keys, journal, number):
+    """{'train_k:metric': value} of one journal row's result cells (JSON, or the original tool's Python-repr
+    dicts); a cell that holds no mapping of metric to a finite number is one line naming it."""
     out = {}
     for column, cell in row.items():
         part, _, key = column.partition(":")
-        if key in keys and cell:
-            for metric, value in json.loads(cell).items():
+        if key in keys:
+            for metric, value in results_cell(journal, number, column, cell).items():
                 out[f"{part}:{'valid ' if key == 'best_val_res' else ''}{metric}"] = value
     return out
 

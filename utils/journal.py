@@ -11,11 +11,13 @@ new journals alike.
 Lists and dicts are stored as JSON (``json.loads`` reads them back; so does ``ast.literal_eval`` for metrics).
 """
 
+import ast
 import contextlib
 import csv
 import fcntl
 import io
 import json
+import math
 import os
 import stat
 import tempfile
@@ -66,6 +68,42 @@ def _json_default(value):
     if hasattr(value, "item"):  # numpy / torch scalars
         return value.item()
     return str(value)
+
+
+def parse_cell(cell):
+    """A JSON cell of a journal (a dict or list), or None; the original tool's Python-repr dicts
+    (``{'ndcg@10': 0.3}``) are read too."""
+    if isinstance(cell, str) and cell.strip().startswith(("{", "[")):
+        try:
+            return json.loads(cell)
+        except json.JSONDecodeError:
+            try:
+                return ast.literal_eval(cell.strip())
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                return None
+    return None
+
+
+def checked_metrics(journal, number, column, metrics):
+    """A results cell's metrics, each a finite number; one line naming the journal, row, column and value else."""
+    for name, value in metrics.items():
+        number_ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number_ok:
+            raise UserError(f"journal {journal}: row {number}, {column}: {name} is {value!r}, not a finite number",
+                            "fix or clear that cell (a run that produced it is not comparable), then rerun")
+    return metrics
+
+
+def results_cell(journal, number, column, cell):
+    """The metrics of one results cell (``best_test_res``...): {} when empty, one line when it is no mapping of
+    metric to a finite number."""
+    if not isinstance(cell, str) or not cell.strip():
+        return {}
+    parsed = parse_cell(cell)
+    if not isinstance(parsed, dict):
+        raise UserError(f"journal {journal}: row {number}, {column} {cell[:80]!r} cannot be read as results (a "
+                        "mapping of metric to number)", "fix or clear that cell, then rerun")
+    return checked_metrics(journal, number, column, parsed)
 
 
 def part_columns(part):
