@@ -862,9 +862,24 @@ def choose_curves(runs, mode):
 # --- main ---------------------------------------------------------------------------------------------------------
 
 
-def chosen_metrics(runs, metrics):
-    available = set().union(*runs["metrics"].map(set))
-    return [m for m in metrics if m in available] or sorted(available)
+def chosen_metrics(runs, metrics, protocol=MAIN_PROTOCOL):
+    """The asked ``metrics`` that every experiment measured (all it measured in common, when none of them): a
+    variant without a metric must not be tabled as ``n = 0, nan`` beside the others. A metric some experiments
+    lack is left out with a note; experiments with no metric in common are one error line."""
+    measured = runs["metrics"].map(frozenset)
+    shared = frozenset.intersection(*measured)
+    if not shared:
+        groups = runs.assign(measured=measured).groupby(["model", "variant"], sort=False)["measured"]
+        listing = "; ".join(f"{model}/{variant}: {', '.join(sorted(frozenset().union(*sets)))}"
+                            for (model, variant), sets in groups)
+        raise UserError(f"the experiments share no {protocol} metric ({listing[:300]})",
+                        "report experiments that measured the same metrics (RecBole's metrics and topk), or report "
+                        "them separately")
+    left = sorted(m for m in frozenset().union(*measured) - shared if m in metrics)
+    if left:
+        print(f"note: {', '.join(left)} left out of the {protocol} tables: not measured by every experiment",
+              file=sys.stderr)
+    return [m for m in metrics if m in shared] or sorted(shared)
 
 
 def common_metric(summaries):
@@ -916,7 +931,7 @@ def build_report(paths, out=None, on="test", curves="first", metrics=DEFAULT_MET
     runs = add_cold_user_metrics(pd.concat(loaded, ignore_index=True))
     journals = journals + tables
     protocols = by_protocol(runs)
-    summaries = {name: summarize(of, chosen_metrics(of, metrics)) for name, of in protocols.items()}
+    summaries = {name: summarize(of, chosen_metrics(of, metrics, name)) for name, of in protocols.items()}
     main = next(iter(summaries))
     summary, table = summaries[main], wide_table(summaries[main])
     lines = [f"# Report: {', '.join(str(j) for j in journals)}", "",

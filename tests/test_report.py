@@ -84,3 +84,32 @@ def test_paired_p_values():
     assert report.paired_p([1.0], [0.5]) is None
     assert report.paired_p([0.5, 0.6, 0.7], [0.5, 0.6, 0.7]) == 1.0
     assert report.paired_p([0.51, 0.62, 0.70, 0.66], [0.50, 0.60, 0.69, 0.64]) < 0.05
+
+
+def mixed_journal(path, llmkt_metrics):
+    """Three seeds of a baseline measuring ndcg@10 and hit@10 and of a variant measuring ``llmkt_metrics``."""
+    rows = []
+    for seed in (1, 2, 3):
+        for variant, names in (("baseline", ("ndcg@10", "hit@10")), ("llmkt", llmkt_metrics)):
+            rows.append({"config": f"x/m_{variant}_s{seed}.yaml", "model": "NeuMF", "status": "done", "seed": seed,
+                         "variant": variant,
+                         "train_0:best_test_res": json.dumps({name: 0.3 + seed / 100 for name in names})})
+    pd.DataFrame(rows).to_csv(path)
+    return path
+
+
+def test_experiments_with_no_metric_in_common_are_one_line_not_a_table_of_nan(tmp_path, capsys):
+    """Issue 24: a variant that measured other metrics was tabled as n = 0, nan beside the baseline."""
+    journal = mixed_journal(tmp_path / "j_journal.csv", ("recall@20",))
+    assert report.main([str(journal), "--curves", "none", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "share no" in err
+    assert "NeuMF/llmkt: recall@20" in err and not (tmp_path / "out" / "report.md").exists()
+
+
+def test_a_metric_some_experiments_lack_is_left_out_with_a_note(tmp_path, capsys):
+    journal = mixed_journal(tmp_path / "j_journal.csv", ("ndcg@10",))
+    assert report.main([str(journal), "--curves", "none", "--out", str(tmp_path / "out")]) == 0
+    assert "note: hit@10 left out" in capsys.readouterr().err
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| NeuMF | llmkt | 3 |" in text and "hit@10" not in text.split("## ")[0] and "nan" not in text
