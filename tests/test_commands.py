@@ -250,8 +250,10 @@ def test_load_from_file_restores_the_best_weights_or_resumes_the_checkpoint(tiny
 @covers("save_datasets")
 def test_save_datasets_writes_every_split_next_to_the_experiment(tiny, tmp_path):
     execute(new_run(tiny, tmp_path), [{"save_datasets": None}])
-    written = sorted(p.name for p in tmp_path.iterdir())
+    written = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tsv")
     assert len(written) == 5 and any("test" in name for name in written) and any("valid" in name for name in written)
+    manifest = [p.name for p in tmp_path.iterdir() if p.suffix != ".tsv"]  # the splits it owns (issue 24)
+    assert len(manifest) == 1 and manifest[0].endswith(".splits.json")
     test_split = next(p for p in tmp_path.iterdir() if "test" in p.name)
     assert len(test_split.read_text().splitlines()) - 1 == len(tiny[1].test.dataset)
 

@@ -184,3 +184,24 @@ def test_not_found_is_not_retried_and_points_at_base_url_and_model(api):
     with pytest.raises(UserError, match=r"chat/completions failed: HTTP 404: forced 404 \(hint: check base_url"):
         make_client(api).complete("hello")
     assert api.counts[COMPLETIONS] == 1
+
+
+def test_a_request_given_up_at_the_deadline_logs_nothing_afterwards(caplog):
+    """The package keeps retrying in the thread left behind (it cannot be killed): its "Retrying request" lines
+    came out after the run's one error line, into whatever stderr was open then (issue 24)."""
+    import logging
+    import time
+
+    caplog.set_level(logging.DEBUG)
+    with socket.socket() as silent:  # accepts connections (the backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        client = LLMClient(f"http://127.0.0.1:{silent.getsockname()[1]}/v1", model="m", timeout=0.3,
+                           max_retries=5, deadline=0.5)
+        with pytest.raises(UserError, match="no answer within the deadline of 0.5 s"):
+            client.complete("hello")
+        given_up = time.time()
+        time.sleep(1.5)  # the abandoned thread times out and retries meanwhile
+    late = [r.getMessage() for r in caplog.records if r.created >= given_up and r.levelno >= logging.INFO
+            and r.threadName.startswith("llm-request")]
+    assert late == []

@@ -24,6 +24,21 @@ from .params import ENV_NAME, HTTP_URL, TEXT, Param, Schema, int_from, number_in
 
 logger = logging.getLogger(__name__)
 
+_ABANDONED = set()  # the request threads left behind at a deadline or an interruption (they cannot be killed)
+_REQUESTS = iter(range(1, 1 << 62))
+
+
+class _QuietAbandoned(logging.Filter):
+    """Drops what a request thread left behind still logs (the package's "Retrying request ..."): after its
+    one error line the run says nothing more about a request it gave up on."""
+
+    def filter(self, record):
+        return record.threadName not in _ABANDONED
+
+
+for _name in ("openai._base_client", "openai", "httpx", "httpx2"):  # their INFO lines (httpcore's are DEBUG)
+    logging.getLogger(_name).addFilter(_QuietAbandoned())
+
 LLM_OPTIONS = Schema((
     Param("base_url", HTTP_URL, doc="the OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1"),
     Param("model", TEXT, doc="the chat model (source: llm)"),
@@ -150,11 +165,13 @@ class LLMClient:
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
                 outcome["error"] = exc
 
-        worker = threading.Thread(target=request_once, name="llm-request", daemon=True)
+        worker = threading.Thread(target=request_once, name=f"llm-request-{next(_REQUESTS)}", daemon=True)
         worker.start()
         ends = time.monotonic() + self.deadline
         while worker.is_alive() and time.monotonic() < ends and not self.stopped.is_set():
             worker.join(min(0.5, max(ends - time.monotonic(), 0)))
+        if worker.is_alive():
+            _ABANDONED.add(worker.name)
         if self.stopped.is_set():
             raise UserError(f"POST {self.base_url}/{path}: stopped (the run was interrupted)")
         if worker.is_alive():
