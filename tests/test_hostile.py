@@ -766,6 +766,14 @@ def make_dataset_case(name):
                 "--list-sep ''"
         if name == "user-cols without users":
             return ["--user-cols", "age"], "--user-cols 'age' without --users"
+        if name in ("force through a linked .inter", "a dangling link at the .inter"):
+            (folder / "outside").mkdir()
+            (folder / "data" / "x").mkdir(parents=True)
+            target = folder / "outside" / ("keep.txt" if "force" in name else "new.inter")
+            if "force" in name:
+                target.write_text("not yours\n")
+            (folder / "data" / "x" / "x.inter").symlink_to(target)
+            return (["--force"] if "force" in name else []), "leads outside"
         # --force with a new .inter beside the old .item
         from make_dataset import main
 
@@ -781,7 +789,8 @@ def base(folder):
 
 
 @pytest.mark.parametrize("name", ["out is a file", "carriage return in a token", "empty list-sep",
-                                  "user-cols without users", "force leaves the old item table"])
+                                  "user-cols without users", "force leaves the old item table",
+                                  "force through a linked .inter", "a dangling link at the .inter"])
 def test_make_dataset_hostile_input_is_one_line_and_writes_nothing(tmp_path, capsys, name):
     import make_dataset
 
@@ -796,6 +805,31 @@ def test_make_dataset_hostile_input_is_one_line_and_writes_nothing(tmp_path, cap
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and shown in err and "Traceback" not in err, err
     assert snapshot(tmp_path) == before
+
+
+def test_a_dataset_file_linked_out_of_its_folder_is_refused_before_anything_is_read(workdir, capsys):
+    """RecBole reads <data_path>/<dataset>/<dataset>.inter: a link there to a file elsewhere was read through
+    (issue 24); the whole folder may be a link (data_path may point anywhere), a file inside it may not."""
+    import make_dataset
+
+    (workdir / "r.csv").write_text("user,item,rating\n" + "".join(f"u{u},i{i},4\n" for u in range(9) for i in range(9)))
+    assert make_dataset.main(["--name", "x", "--out", str(workdir / "data"), "--inter", str(workdir / "r.csv"),
+                              "--user-col", "user", "--item-col", "item", "--rating-col", "rating"]) == 0
+    (workdir / "elsewhere").mkdir()
+    inter = workdir / "data" / "x" / "x.inter"
+    inter.rename(workdir / "elsewhere" / "x.inter")
+    inter.symlink_to(workdir / "elsewhere" / "x.inter")
+    path = experiment(workdir, dataset="x", data_path=str(workdir / "data"))
+    capsys.readouterr()
+    assert run_exps.main([str(path), "--check"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "dataset file" in errors[0] and "leads outside" in errors[0], err
+    inter.unlink()
+    (workdir / "data" / "x").rename(workdir / "elsewhere" / "x")
+    (workdir / "data" / "x").symlink_to(workdir / "elsewhere" / "x")  # the folder linked: fine
+    (workdir / "elsewhere" / "x.inter").rename(workdir / "elsewhere" / "x" / "x.inter")
+    assert run_exps.main([str(path), "--check"]) == 0, capsys.readouterr().err
 
 
 # --- report.py on odd journals (issue 24) -------------------------------------------------------------------------

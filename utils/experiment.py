@@ -30,7 +30,7 @@ from .embeddings import embeddings_dir
 from .errors import Interrupted, UserError
 from .journal import MAX_ERROR_CHARS, ExperimentsJournal, JournalError, JournalRecord, check_journal_name
 from .params import check_model_settings, check_valid_metric
-from .paths import PROJECT_ROOT
+from .paths import PROJECT_ROOT, real_inside
 from .profiles import prepare_profiles
 from .registry import get_model_class
 from .settings import RECBOLE, parse_settings
@@ -138,7 +138,15 @@ def build_config(settings, recbole, model_class, overrides=None):
 
 
 def check_dataset_location(config):
-    """Fail at once, before any training, when the dataset is neither on disk nor known to RecBole's downloads."""
+    """Fail at once, before any training, when the dataset is neither on disk nor known to RecBole's downloads, or
+    when a file RecBole would read from the dataset folder is a symlink out of it (or a loop)."""
+    from .own_data import LINK_HINT
+
+    folder = Path(config["data_path"])
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.name.startswith(f"{config['dataset']}.") and path.is_symlink():
+                real_inside(folder, path, "dataset file", LINK_HINT)
     if dataset_files_present(config):
         return
     import recbole

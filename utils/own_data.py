@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError, suggest
+from .paths import real_inside
 
 TYPES = ("token", "float", "token_seq")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -182,6 +183,10 @@ def features(path, entity, id_col, columns, list_sep="|", sep=None):
     return Table(entity, out, types)
 
 
+LINK_HINT = ("a dataset file or folder that is a symlink out of its folder is refused: link the whole folder "
+             "(data_path may point anywhere), or copy the file in")
+
+
 def write_tables(folder, name, tables, force=False):
     """Write ``<folder>/<name>/<name>.<suffix>`` for each table; refuses to overwrite unless ``force``."""
     if not DATASET_NAME.match(name):
@@ -192,6 +197,8 @@ def write_tables(folder, name, tables, force=False):
             raise UserError(f"--out {folder}: {place} is a file, not a folder",
                             "give --out a folder (default: datasets)")
     paths = [target / f"{name}.{table.suffix}" for table in tables]
+    for path in [target, *paths, *(target / f"{name}.{suffix}" for suffix in ("user", "item"))]:
+        real_inside(folder, path, "--out", LINK_HINT)  # never written (or reported stale) through a link out
     for table in tables:
         refuse_line_breaks(table)
     if not any(t.suffix == "inter" for t in tables) and not (target / f"{name}.inter").is_file():
