@@ -82,35 +82,26 @@ class PackedEvalLoader(NegSampleEvalDataLoader):
         its negatives (``times - 1`` per row, one sampler call per user, in user order: the same draws), joined with
         the user and item features, labelled 1 then 0; the rows' user index, the positives' user index and items."""
         inter = self._dataset.inter_feat
-        counts = self.uid2items_num[uids]
-        spans = [self.uid2index[uid] for uid in uids]
-        rows = [np.arange(span.start, span.stop) for span in spans]
         user_col, item_col = inter[self.uid_field], inter[self.iid_field]
-        items = []
+        spans = [self.uid2index[uid] for uid in uids]
+        positives, items, labels = [], [], []
         for span in spans:
-            positives = item_col[span]
-            negatives = self._sampler.sample_by_user_ids(user_col[span].numpy(), positives.numpy(),
-                                                         self.neg_sample_num)
-            items += [positives, negatives]
-        batch_rows = torch.from_numpy(np.concatenate([np.tile(user_rows, self.times) for user_rows in rows]))
+            mine = item_col[span]
+            negatives = self._sampler.sample_by_user_ids(user_col[span].numpy(), mine.numpy(), self.neg_sample_num)
+            positives.append(mine)
+            items += [mine, negatives]
+            labels += [torch.ones(len(mine)), torch.zeros(len(negatives))]
+        batch_rows = torch.from_numpy(np.concatenate([np.tile(np.arange(span.start, span.stop), self.times)
+                                                      for span in spans]))
         data = {name: column[batch_rows] for name, column in inter.interaction.items()}
         data[self.iid_field] = torch.cat(items)
         for feat, field in ((self._dataset.user_feat, self.uid_field), (self._dataset.item_feat, self.iid_field)):
             if feat is not None:
                 data.update({name: column[data[field]] for name, column in feat.interaction.items()})
-        label = torch.zeros(len(batch_rows))
-        label[self._first_rows(counts, counts * self.times)] = 1.0
-        data[self.label_field] = label
-        users = torch.arange(len(uids))
-        return (Interaction(data), users.repeat_interleave(torch.from_numpy(counts * self.times)),
-                users.repeat_interleave(torch.from_numpy(counts)), item_col[torch.from_numpy(np.concatenate(rows))])
-
-    @staticmethod
-    def _first_rows(counts, blocks):
-        """The positions of the first ``counts[u]`` rows of each block of ``blocks[u]`` rows, blocks one after
-        another."""
-        starts = np.cumsum(blocks) - blocks
-        return torch.from_numpy(np.concatenate([np.arange(s, s + c) for s, c in zip(starts, counts)]))
+        data[self.label_field] = torch.cat(labels)
+        counts, users = torch.from_numpy(self.uid2items_num[uids]), torch.arange(len(uids))
+        return (Interaction(data), users.repeat_interleave(counts * self.times), users.repeat_interleave(counts),
+                torch.cat(positives))
 
 
 def compact_scores(items, row_idx, scores, positive_u, positive_i, item_num, width=1):
