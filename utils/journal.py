@@ -177,6 +177,17 @@ class JournalRecord:
         return {column: format_value(self.values.get(column)) for column in self.columns()}
 
 
+def odd_lock(lock_path):
+    return JournalError(f"the journal's lock {lock_path} is not a regular file (a symlink, a FIFO or a device)",
+                        "remove it: the lock is an empty file this tool creates")
+
+
+def refuse_odd_lock(lock_path):
+    """Refuse a lock that exists and is no regular file: it is never written through or waited on."""
+    if os.path.islink(lock_path) or os.path.exists(lock_path) and not os.path.isfile(lock_path):
+        raise odd_lock(lock_path)
+
+
 @contextlib.contextmanager
 def locked(path):
     """An exclusive lock on ``<path>.lock`` for the duration of the block (blocks until free).
@@ -189,14 +200,11 @@ def locked(path):
     try:
         fd = os.open(lock_path, flags, 0o666)
     except OSError:
-        if os.path.islink(lock_path) or not os.path.isfile(lock_path) and os.path.exists(lock_path):
-            raise JournalError(f"the journal's lock {lock_path} is not a regular file (a symlink, a FIFO or a "
-                               f"device)", "remove it: the lock is an empty file this tool creates") from None
+        refuse_odd_lock(lock_path)
         raise
     with os.fdopen(fd, "a") as fh:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise JournalError(f"the journal's lock {lock_path} is not a regular file",
-                               "remove it: the lock is an empty file this tool creates")
+            raise odd_lock(lock_path)
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -339,10 +347,7 @@ class ExperimentsJournal:
                 file and its lock) cannot be written, text that is not UTF-8, or a CSV that is not a journal.
         """
         self._read()
-        lock = Path(f"{self.path}.lock")
-        if lock.is_symlink() or lock.exists() and not lock.is_file():
-            raise JournalError(f"the journal's lock {lock} is not a regular file (a symlink, a FIFO or a device)",
-                               "remove it: the lock is an empty file this tool creates")
+        refuse_odd_lock(f"{self.path}.lock")
         folder = self.path.parent
         if folder.exists() and not writable(folder):
             raise JournalError(f"journal {self.path}: its folder {folder} cannot be written",

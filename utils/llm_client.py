@@ -8,6 +8,7 @@ descriptions, so that a run killed half way resumes where it stopped.
 """
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from .params import ENV_NAME, HTTP_URL, TEXT, Param, Schema, int_from, number_in
 logger = logging.getLogger(__name__)
 
 _ABANDONED = set()  # the request threads left behind at a deadline or an interruption (they cannot be killed)
-_REQUESTS = iter(range(1, 1 << 62))
+_REQUESTS = itertools.count(1)  # numbers the request threads
 
 
 class _QuietAbandoned(logging.Filter):
