@@ -31,7 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
-from helpers import shrink  # noqa: E402
+from helpers import small_experiment  # noqa: E402
 
 LIMIT_S = 240
 ALLOWED = ("run", "log", "log_tensorboard", "saved", "out", "data")  # where a case's run may write
@@ -45,17 +45,7 @@ TRAIN = [{"command": "init_model"}, {"command": "set_config", "params": {"epochs
 
 
 def experiment(root, scenario=QUICK, name="exp.yaml", **changes):
-    folder = root / "run"
-    folder.mkdir(exist_ok=True)
-    path = shrink("neumf/neumf_ml100k.yaml", folder)
-    raw = yaml.safe_load(path.read_text())
-    raw["llm_config"] = {"embeddings_path": str(folder / "emb")}
-    raw["scenario"] = scenario
-    raw.update(changes)
-    path.unlink()
-    path = folder / name
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
+    return small_experiment(root, scenario, name, **changes)
 
 
 def emb(root):

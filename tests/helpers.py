@@ -44,6 +44,22 @@ def load(path):
     return yaml.safe_load(Path(path).read_text())
 
 
+def small_experiment(root, scenario, name="exp.yaml", **changes):
+    """A small NeuMF experiment ``root/run/<name>`` with ``scenario`` and the settings ``changes``, its embeddings
+    folder inside ``run/`` (the hostile tests and benchmarks/hostile_sweep.py build their cases on it)."""
+    folder = root / "run"
+    folder.mkdir(exist_ok=True)
+    path = shrink("neumf/neumf_ml100k.yaml", folder)
+    raw = yaml.safe_load(path.read_text())
+    raw["llm_config"] = {"embeddings_path": str(folder / "emb")}
+    raw["scenario"] = scenario
+    raw.update(changes)
+    path.unlink()
+    path = folder / name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
 def shrink(experiment, workdir, *, short_form=False, width=8, epochs=1, extra=None):
     """Write a shrunk copy of a ready experiment into ``workdir`` and return its path.
 

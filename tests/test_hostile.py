@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers import ROOT, Output, shrink
+from helpers import ROOT, Output, small_experiment
 
 import make_profiles
 import report
@@ -30,17 +30,9 @@ ALLOWED = ("run", "log", "log_tensorboard", "saved")  # where a run may write (c
 
 def experiment(root, scenario=QUICK, name="exp.yaml", seed_journal=True, **changes):
     """A small NeuMF experiment in ``root/run`` without profiles (nothing to build), its journal seeded with a row."""
-    folder = root / "run"
-    folder.mkdir(exist_ok=True)
-    path = shrink("neumf/neumf_ml100k.yaml", folder)
-    raw = yaml.safe_load(path.read_text())
-    raw["llm_config"] = {"embeddings_path": str(folder / "emb")}
-    raw["scenario"] = scenario
-    raw.update(changes)
-    path.unlink()
-    path = folder / name
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    journal = folder / raw.get("journal_name", JOURNAL)
+    path = small_experiment(root, scenario, name, **changes)
+    folder = path.parent
+    journal = folder / changes.get("journal_name", JOURNAL)
     if seed_journal and not journal.exists():
         seed = JournalRecord(folder / "earlier.yaml", "run")
         seed.select_part(0)
