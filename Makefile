@@ -22,9 +22,9 @@ $(STAMP): pyproject.toml poetry.lock tools/lockfile.py
 	$(PYTHON) tools/lockfile.py requirements > $(VENV)/requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-c $(VENV)/constraints.txt -r $(VENV)/requirements.txt
-	# umap's first import has numba compile and cache pynndescent's functions (~18 s on 2 cores): once here, not in
-	# the first experiment that reduces with UMAP (or in every test process at once)
-	$(BIN)/python -c "import umap"
+	# UMAP's first import and first fit have numba compile and cache pynndescent's and umap's functions (~30 s on 2
+	# cores): once here, not in the first experiment that reduces with UMAP (or in every test process at once)
+	$(BIN)/python -c "import torch; from utils.embeddings import reduce_matrix; reduce_matrix(torch.randn(300, 48), 16)"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -3,13 +3,12 @@ LLM source against a local server, the offline encoders and make_profiles.py."""
 
 import json
 import socket
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, build, shrink
+from helpers import build, shrink
 
 import make_profiles
 from utils.embeddings import profiles_to_matrix, read_profiles
@@ -216,12 +215,11 @@ def test_umap_leaves_torchs_thread_count_as_it_found_it(monkeypatch):
         torch.set_num_threads(before)
 
 
-def test_make_profiles_cli_writes_profiles_and_metadata(workdir):
+def test_make_profiles_cli_writes_profiles_and_metadata(workdir, capsys):
     path = shrink("neumf/neumf_ml100k.yaml", workdir)
-    done = subprocess.run([sys.executable, str(ROOT / "make_profiles.py"), "--config", str(path), "--encoder", "tfidf",
-                           "--out", "cli_users"], cwd=workdir, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "wrote 298 user profiles (template + tfidf" in done.stdout and "example (user " in done.stdout
+    assert make_profiles.main(["--config", str(path), "--encoder", "tfidf", "--out", "cli_users"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 298 user profiles (template + tfidf" in out and "example (user " in out
     out = workdir / "emb" / "ml-100k" / "cli_users.json"
     meta = json.loads(meta_path(out).read_text())
     assert meta["encoder"] == "tfidf" and meta["split"]["seed"] == 42 and len(read_profiles(out)) == 298
@@ -230,7 +228,7 @@ def test_make_profiles_cli_writes_profiles_and_metadata(workdir):
 def test_make_profiles_cli_reports_a_bad_config_in_one_line(workdir, capsys):
     bad = workdir / "bad.yaml"
     bad.write_text("model: NeuMF\ndataset: ml-100k\nscenario: [{'trian': None}]\n")
-    assert make_profiles.main(["--config", str(bad)]) == 2  # the script's own exit: the test above
+    assert make_profiles.main(["--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "did you mean 'train'" in err
 
@@ -238,3 +236,20 @@ def test_make_profiles_cli_reports_a_bad_config_in_one_line(workdir, capsys):
 def test_an_unknown_llm_option_is_one_line_naming_the_known_ones():
     with pytest.raises(UserError, match=r"unknown key 'backoff' in llm_config.build_profiles.llm.*max_retries"):
         ProfileSpec.from_config({"to": "u.json", "source": "llm", "llm": {"base_url": "http://x/v1", "backoff": 1}})
+
+
+def test_umaps_compiled_functions_are_kept_on_disk_after_a_fit():
+    """umap-learn compiles its neighbour and membership functions without numba's cache: every process that fitted a
+    UMAP compiled them again (about 10 s). After reduce_matrix, every numba function of umap's core modules has a
+    cache, so the next process loads them."""
+    import numba
+    import umap.umap_
+    import umap.utils
+
+    from utils.embeddings import reduce_matrix
+
+    reduce_matrix(torch.randn(60, 12), 4, "umap")
+    compiled = [f for module in (umap.umap_, umap.utils) for f in vars(module).values()
+                if isinstance(f, numba.core.dispatcher.Dispatcher)]
+    assert {"fast_knn_indices", "smooth_knn_dist", "compute_membership_strengths"} <= {f.__name__ for f in compiled}
+    assert all(type(f._cache).__name__ != "NullCache" for f in compiled)

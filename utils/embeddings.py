@@ -540,6 +540,28 @@ def pca_torch(matrix, dimension, device):
     return (values @ (components * signs).T).cpu()
 
 
+def cache_umap_compilation():
+    """Let numba keep umap-learn's compiled functions on disk, as it does for pynndescent's.
+
+    umap-learn compiles some of its functions (``fast_knn_indices``, ``smooth_knn_dist``, ...) without numba's cache,
+    so every process that fits a UMAP spent about 10 s compiling them again (2 cores) before a fit of a second. With
+    caching on, the first process writes the machine code where numba keeps caches and later ones load it. The code
+    is the same either way. Where numba finds no writable cache location, the function stays as it was."""
+    import numba
+    import umap.layouts
+    import umap.umap_
+    import umap.utils
+
+    for module in (umap.umap_, umap.utils, umap.layouts):
+        for function in vars(module).values():
+            cache = getattr(function, "_cache", None)
+            if isinstance(function, numba.core.dispatcher.Dispatcher) and type(cache).__name__ == "NullCache":
+                try:
+                    function.enable_caching()
+                except RuntimeError:  # numba: no locator for a cache directory here
+                    pass
+
+
 def reduce_matrix(matrix, dimension, method="umap", seed=0, device=None):
     """Reduce ``[n, d]`` to ``[n, dimension]`` with UMAP (the original tool's reduction) or PCA.
 
@@ -570,6 +592,7 @@ def reduce_matrix(matrix, dimension, method="umap", seed=0, device=None):
             ) from None
         # seeded, hence single-threaded (UMAP would otherwise override n_jobs itself, with a warning); fitting
         # changes torch's thread count (through numba/OpenMP), which the training after it must not inherit
+        cache_umap_compilation()
         threads = torch.get_num_threads()
         try:
             reduced = umap.UMAP(n_components=dimension, random_state=seed, n_jobs=1).fit_transform(values)
