@@ -95,7 +95,7 @@ def test_a_bad_history_is_one_line():
         ProfileSpec.from_config({"to": "u.json", "history": "test"})
 
 
-def test_a_scenario_reading_leaky_profiles_without_asking_for_them_fails_in_one_line(workdir, two_histories):
+def test_a_scenario_reading_leaky_profiles_without_asking_for_them_fails_in_one_line(workdir, two_histories, capfd):
     path = shrink("neumf/neumf_ml100k.yaml", workdir)
     raw = yaml.safe_load(path.read_text())
     llm = raw["llm_config"]
@@ -106,10 +106,10 @@ def test_a_scenario_reading_leaky_profiles_without_asking_for_them_fails_in_one_
     (folder / name).write_bytes((two_histories / "leaky.json").read_bytes())
     meta_path(folder / name).write_bytes(meta_path(two_histories / "leaky.json").read_bytes())
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    done = subprocess.run([sys.executable, str(ROOT / "run_exps.py"), str(path)], cwd=workdir, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    (line,) = [x for x in done.stderr.splitlines() if x.startswith("error:")]
+    assert run_exps.main([str(path)]) == 2
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
     assert f"{name} holds leaky profiles" in line and "history: all" in line
 
 

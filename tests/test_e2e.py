@@ -160,15 +160,16 @@ def run_cli(*args, cwd):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_a_mistyped_command_fails_fast_with_one_line_and_no_training(workdir):
+def test_a_mistyped_command_fails_fast_with_one_line_and_no_training(workdir, capfd):
+    """In this process (tests/test_reliability.py runs a mistake through the real command line)."""
     path = shrink("neumf/neumf_ml100k.yaml", workdir)
     raw = yaml.safe_load(path.read_text())
     raw["scenario"][8]["command"] = "init_trainr"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    done = run_cli(path, cwd=workdir)
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    error_lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert run_exps.main([str(path)]) == 2
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert "step 9 (init_trainr): unknown command 'init_trainr'; did you mean 'init_trainer'?" in error_lines[0]
     assert not (workdir / "saved").exists()
 

@@ -149,8 +149,10 @@ def test_generator_writes_every_variant_and_a_manifest(generated):
 
 
 @pytest.mark.long
-def test_generated_scenarios_pass_the_check(generated):
-    result = subprocess.run([sys.executable, str(ROOT / "run_exps.py"), str(generated), "--check"],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.count("ok: ") == 20
+def test_generated_scenarios_pass_the_check(generated, monkeypatch, capsys):
+    """--check in this process: the 20 files share one dataset load per configuration."""
+    import run_exps
+
+    monkeypatch.chdir(ROOT)
+    assert run_exps.main([str(generated), "--check"]) == 0, capsys.readouterr().err[-2000:]
+    assert capsys.readouterr().out.count("ok: ") == 20
