@@ -31,8 +31,8 @@ def build(size, which):
 
     n_users = n_items = max(size // 100, 10)
     rng = np.random.default_rng(0)
-    matrix = sp.coo_matrix((np.ones(size, dtype=np.float32), (rng.integers(1, n_users, size),
-                                                              rng.integers(1, n_items, size))), shape=(n_users, n_items))
+    pairs = (rng.integers(1, n_users, size), rng.integers(1, n_items, size))
+    matrix = sp.coo_matrix((np.ones(size, dtype=np.float32), pairs), shape=(n_users, n_items))
     holder = type("Holder", (), {})()
     holder.n_users, holder.n_items, holder.interaction_matrix = n_users, n_items, matrix
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

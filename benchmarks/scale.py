@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -268,7 +269,7 @@ def data_model(model_name, config, data):
 def profile_steps(meter, config, data, workdir):
     """Texts, TF-IDF, MiniLM (sampled), the JSON file, JSON -> matrix; returns the aligned [users, 64] matrix."""
     from utils.encoders import encode_minilm, encode_tfidf, load_minilm
-    from utils.profiles import ProfileSpec, _write_json, profile_texts, training_history, with_ratings
+    from utils.profiles import ProfileSpec, profile_texts, training_history, with_ratings, write_profiles
 
     spec = ProfileSpec.from_config({"to": "users.json", "encoder": "tfidf", "dim": 64})
     history = with_ratings(training_history(data), config, spec.fields)
@@ -281,10 +282,8 @@ def profile_steps(meter, config, data, workdir):
     meter.step("encode: MiniLM", lambda: encode_minilm(sample, progress=False), scale=len(ids) / len(sample),
                note=f"{len(sample)} profiles timed, extrapolated; model load not counted")
     path = workdir / "users.json"
-    profiles = [{"id": i, "description": d, "prompt": prompts[i], "embedding": [round(float(x), 7) for x in v],
-                 **extras[i]} for i, d, v in zip(ids, descriptions, vectors, strict=True)]
-    meter.step("profiles: JSON write", lambda written=profiles: _write_json(path, written))
-    del profiles, prompts, extras, texts
+    meter.step("profiles: JSON write", partial(write_profiles, path, ids, descriptions, prompts, vectors, extras))
+    del prompts, extras, texts
     return meter.step("JSON -> matrix", lambda: json_to_matrix(path, data))
 
 

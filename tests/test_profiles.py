@@ -253,3 +253,23 @@ def test_umaps_compiled_functions_are_kept_on_disk_after_a_fit():
                 if isinstance(f, numba.core.dispatcher.Dispatcher)]
     assert {"fast_knn_indices", "smooth_knn_dist", "compute_membership_strengths"} <= {f.__name__ for f in compiled}
     assert all(type(f._cache).__name__ != "NullCache" for f in compiled)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_profiles_are_written_entry_by_entry_as_json_dump_writes_the_list(tmp_path, count):
+    """write_profiles streams the entries (100,000 users' embeddings as Python floats were about 1.2 GB at once):
+    the bytes are those json.dump wrote for the whole list, non-ASCII text and 7-decimal rounding included."""
+    from utils.profiles import profile_entries, write_profiles
+
+    ids = [str(k) for k in range(1, count + 1)]
+    descriptions = [f"Zoë's profile {k}: «films» ✓" for k in range(count)]
+    prompts = {i: f"prompt {i}" for i in ids}
+    vectors = np.random.default_rng(0).standard_normal((count, 5)).astype(np.float32)
+    extras = {i: {"history": [i, "7"]} for i in ids}
+    write_profiles(tmp_path / "p.json", ids, descriptions, prompts, vectors, extras)
+    entries = list(profile_entries(ids, descriptions, prompts, vectors, extras))
+    expected = tmp_path / "expected.json"
+    with open(expected, "w", encoding="utf-8") as fh:
+        json.dump(entries, fh, ensure_ascii=False)
+    assert (tmp_path / "p.json").read_bytes() == expected.read_bytes()
+    assert [e["id"] for e in json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))] == ids
