@@ -123,9 +123,6 @@ class KarMixin:
                                   f"the {entity} profiles are {matrix.shape[1]} wide")
                 matrices.append(matrix)
             self.register_buffer(f"kar_{entity}_emb", matrix, persistent=False)
-        if not matrices:
-            raise UserError(f"{type(self).__name__} needs kar_user_emb_file and/or kar_item_emb_file",
-                            "point them at profile matrices, e.g. those preprocess_from_json writes")
         self._check_width(config["kar_output_dim"], self.embedding_size, "kar_output_dim",
                           f"each extra field is embedding_size = {self.embedding_size} wide")
         width = sum(m.shape[1] for m in matrices)

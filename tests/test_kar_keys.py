@@ -25,3 +25,24 @@ def test_original_keys_map_onto_ours_with_profiles_under_the_embeddings_folder()
 def test_an_original_key_next_to_the_key_it_maps_onto_is_refused():
     with pytest.raises(UserError, match="both 'item_kar_experts_n'.*and 'kar_experts'"):
         translate_original_keys({**ORIGINAL, "kar_experts": 4}, "emb")
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"kar_user_emb_file": None, "kar_item_emb_file": None}, "AutoIntKar needs kar_user_emb_file and/or kar_item"),
+    ({"kar_output_dim": "wide"}, "kar_output_dim"),
+    ({"kar_user_width": 0}, "kar_user_width"),
+])
+def test_kar_settings_are_checked_before_training(workdir, change, message):
+    """The KAR keys are declared (utils/settings.RECBOLE): a KAR model without a profile file, or a width check that
+    is not a width, is one line from --check, before any dataset is built."""
+    import yaml
+    from helpers import shrink
+
+    from utils.experiment import check_experiment
+
+    path = shrink("autoint_kar_ml100k/03_autoint_kar.yaml", workdir)
+    raw = yaml.safe_load(path.read_text())
+    raw.update(change)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(UserError, match=message):
+        check_experiment(path)

@@ -346,7 +346,14 @@ RECBOLE = Schema((
     Param("kar_hidden_size", SIZE, doc="KAR: the experts' hidden width (default 128)"),
     Param("kar_user_emb_file", maybe(FILE_IN_EMBEDDINGS), doc="KAR: the user profile matrix or JSON"),
     Param("kar_item_emb_file", maybe(FILE_IN_EMBEDDINGS), doc="KAR: the item profile matrix or JSON"),
+    Param("kar_user_width", maybe(SIZE), doc="KAR: a check: the user profiles' width (refused if they differ)"),
+    Param("kar_item_width", maybe(SIZE), doc="KAR: a check: the item profiles' width (refused if they differ)"),
+    Param("kar_output_dim", maybe(SIZE), doc="KAR: a check: each extra field's width, the model's embedding_size"),
     Param("log_wandb", LOG_WANDB, doc="RecBole's Weights & Biases logging (needs wandb installed)"),
-), open_=_not_a_typo, unknown_hint="RecBole would silently ignore it; a setting of a custom model belongs in its "
+), rules=(Rule(lambda v, c: "kar_user_emb_file" not in (c or {}).get("settings", ()) or "model" not in v
+               or bool(v.get("kar_user_emb_file") or v.get("kar_item_emb_file")),
+               "{value[model]} needs kar_user_emb_file and/or kar_item_emb_file",
+               "point them at profile matrices, e.g. those preprocess_from_json writes"),
+         ), open_=_not_a_typo, unknown_hint="RecBole would silently ignore it; a setting of a custom model belongs in its "
     "extra_config_keys", summary="RecBole settings the tool checks (every other RecBole setting goes to RecBole "
     "unchanged, unless its name is one typo away from a known one)")
