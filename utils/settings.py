@@ -355,5 +355,6 @@ RECBOLE = Schema((
                "{value[model]} needs kar_user_emb_file and/or kar_item_emb_file",
                "point them at profile matrices, e.g. those preprocess_from_json writes"),
          ), open_=_not_a_typo,
-    unknown_hint="RecBole would silently ignore it; a setting of a custom model belongs in its extra_config_keys", summary="RecBole settings the tool checks (every other RecBole setting goes to RecBole "
-    "unchanged, unless its name is one typo away from a known one)")
+    unknown_hint="RecBole would silently ignore it; a setting of a custom model belongs in its extra_config_keys",
+    summary="RecBole settings the tool checks (every other RecBole setting goes to RecBole unchanged, unless its name "
+    "is one typo away from a known one)")
