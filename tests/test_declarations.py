@@ -143,6 +143,22 @@ def test_the_reference_is_what_the_declarations_give():
     assert all(f"| `{name}` |" in text for name in COMMANDS) and all(f"| `{name}` |" in text for name in LOSSES)
 
 
+def test_the_reference_states_every_rule_across_keys_as_its_error_line():
+    """Rules across keys are declarations too: each schema's rules are listed under its table, as the error line
+    they give without the quoted value."""
+    from models.hybridneumf import SETTINGS as HYBRID
+    from utils.evaluation import TEST_EVAL
+    from utils.params import rule_text
+    from utils.profiles import PROFILE_SPEC
+    from utils.settings import COLD_START, PREPROCESS_RANDOM, RECBOLE
+
+    text = reference.reference_text()
+    schemas = (HYBRID, TEST_EVAL, PROFILE_SPEC, COLD_START, RECBOLE, PREPROCESS_RANDOM)
+    rules = [rule for schema in schemas for rule in schema.rules]
+    assert len(rules) >= 6 and all(f"- {rule_text(rule)}" in text for rule in rules)
+    assert "<model> needs kar_user_emb_file and/or kar_item_emb_file" in text and "{value" not in text
+
+
 # --- the import graph ---------------------------------------------------------------------------------------------
 
 PACKAGES = ("utils", "models")

@@ -516,10 +516,22 @@ def describe_kind(kind):
     return kind.words
 
 
+def rule_text(rule):
+    """A rule's error line as the reference states it: the values it would quote left out (``, got {value!r}``),
+    a named key's value shown as ``<key>``."""
+    text = re.sub(r",? got (None|\{[^{}]*\})", "", rule.message)
+    text = re.sub(r"\{value\[(\w+)\][^{}]*\}", r"<\1>", text)
+    text = re.sub(r":? ?\{value[^{}]*\}", "", text).replace("{{", "{").replace("}}", "}")
+    return text + (f" (hint: {rule.hint})" if rule.hint else "")
+
+
 def reference(schema, title=None):
-    """``schema`` as a Markdown table: key, what it must be, default, required, what it is for."""
+    """``schema`` as a Markdown table (key, what it must be, default, what it is for), then its rules across keys,
+    each as the error line it gives."""
     lines = [f"**{title}**" if title else "", "", "| key | must be | default | what for |", "|---|---|---|---|"]
     for param in schema.params:
         default = "required" if param.required else ("-" if param.default is None else f"`{param.default!r}`")
         lines.append(f"| `{param.name}` | {_cell(describe_kind(param.kind))} | {default} | {_cell(param.doc)} |")
+    if schema.rules:
+        lines += ["", "Across keys:", *(f"- {rule_text(rule)}" for rule in schema.rules)]
     return "\n".join(line for line in lines if line is not None).lstrip("\n")
