@@ -40,7 +40,7 @@ def normalized_adjacency(n_users, n_items, interactions):
     del order
     scale = np.power(np.bincount(rows, minlength=n) + 1e-7, -0.5)  # RecBole's epsilon, in float64 as there
     values = torch.from_numpy((scale[rows] * scale[cols]).astype(np.float32))
-    return torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, cols])), values, (n, n))
+    return torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, cols])), values, (n, n), check_invariants=False)
 
 
 class LightGCN(RecBoleLightGCN):
