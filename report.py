@@ -616,6 +616,7 @@ CONTRASTS = (
     ("template", "template_remapped"),  # the ladder: world knowledge of the item texts (a - b)
     ("template_remapped", "svd_train"),  # the ladder: template text against the interactions alone
     ("oracle_valid", "template"),  # the ladder: the channel's capacity against what the profiles carry
+    ("sparse_llmkt", "llmkt"),  # issue 22: sparse table updates against RecBole's dense ones, with distillation
 )
 COLD_USERS = "cold_users"  # the protocol name of the cold-start users' per-user mean (user-side cold start)
 

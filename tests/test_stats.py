@@ -106,6 +106,15 @@ def test_report_statistics_direct_contrasts_and_holm_families():
         stats.holm(frame[frame["family"] == "direct"]["p"].to_numpy()))
 
 
+def test_the_sparse_update_is_tested_directly_against_the_dense_one_with_distillation():
+    """Issue 22's equivalence study: sparse_llmkt is compared with llmkt (not only with the baseline)."""
+    runs = _runs({("M", "baseline"): [0.20, 0.21, 0.22], ("M", "llmkt"): [0.21, 0.22, 0.22],
+                  ("M", "sparse_baseline"): [0.20, 0.20, 0.22], ("M", "sparse_llmkt"): [0.21, 0.21, 0.23]})
+    frame = report.paired_statistics({"full": runs}, "ndcg@10").set_index(["variant", "reference"])
+    assert frame.loc[("sparse_llmkt", "llmkt"), "family"] == "direct"
+    assert frame.loc[("sparse_baseline", "baseline"), "family"] == "baseline"
+
+
 def test_report_reads_a_committed_runs_table(tmp_path):
     """A study's committed runs.csv is re-analysed without its journal (docs/results/audit/runs.csv)."""
     path = tmp_path / "runs.csv"
