@@ -5,6 +5,7 @@ item) in RecBole's internal-id order: row k belongs to internal id k+1, because 
 ``users_start_with_1`` / ``items_start_with_1`` a zero row is prepended on loading, so that row index == id.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -540,6 +541,7 @@ def pca_torch(matrix, dimension, device):
     return (values @ (components * signs).T).cpu()
 
 
+@functools.cache
 def cache_umap_compilation():
     """Let numba keep umap-learn's compiled functions on disk, as it does for pynndescent's.
 

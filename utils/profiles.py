@@ -542,22 +542,26 @@ def profile_entries(ids, descriptions, prompts, vectors, extras):
 def write_profiles(path, ids, descriptions, prompts, vectors, extras):
     """Write the profile JSON entry by entry: the bytes ``json.dump`` of the whole list writes, without holding
     every entry's embedding as Python floats at once (about 1.2 GB for 100,000 MiniLM profiles)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    def write(fh):
         fh.write("[")
         for index, entry in enumerate(profile_entries(ids, descriptions, prompts, vectors, extras)):
             fh.write(", " if index else "")
             fh.write(json.dumps(entry, ensure_ascii=False))
         fh.write("]")
-    os.replace(tmp, path)
+
+    _write_atomically(path, write)
 
 
 def _write_json(path, value):
+    _write_atomically(path, lambda fh: json.dump(value, fh, ensure_ascii=False))
+
+
+def _write_atomically(path, write):
+    """``write(file)`` into a temporary file beside ``path``, then moved onto it: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(value, fh, ensure_ascii=False)
+        write(fh)
     os.replace(tmp, path)
 
 
