@@ -324,6 +324,9 @@ def build_trainer(config, model, tag, distiller=None):
     trainer_class = safe_trainer_class(config["MODEL_TYPE"], config["model"])
     check_checkpoint_dir(config["checkpoint_dir"])
     try:
+        # made here with exist_ok: RecBole's ensure_dir checks, then creates, and two workers starting together
+        # (a Ray sweep's first experiments) race between the two ("File exists")
+        os.makedirs(config["checkpoint_dir"], exist_ok=True)
         trainer = trainer_class(config, model)
     except OSError as exc:  # RecBole creates checkpoint_dir
         raise UserError(f"cannot create checkpoint_dir {config['checkpoint_dir']}: {exc.strerror}",
