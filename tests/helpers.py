@@ -100,9 +100,9 @@ def shrink(experiment, workdir, *, short_form=False, width=8, epochs=1, extra=No
     return path
 
 
-def run_generated(generator, names, root):
-    """Generate a sweep with ``generator`` (a script under experiments/), shrink the experiments ``names`` into
-    ``root/folder`` and run that folder for real from ``root``; returns the folder."""
+def run_generated(generator, names, root, args=()):
+    """Generate a sweep with ``generator`` (a script under experiments/, given ``args``), shrink the experiments
+    ``names`` into ``root/folder`` and run that folder for real from ``root``; returns the folder."""
     import os
     import subprocess
     import sys
@@ -110,7 +110,7 @@ def run_generated(generator, names, root):
     import run_exps
 
     generated = root / "generated"
-    subprocess.run([sys.executable, str(EXPERIMENTS / generator), "--out", str(generated)],
+    subprocess.run([sys.executable, str(EXPERIMENTS / generator), *args, "--out", str(generated)],
                    check=True, capture_output=True, timeout=120)
     folder = root / "folder"
     folder.mkdir()

@@ -2,15 +2,13 @@
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-from helpers import EXPERIMENTS, ROOT, shrink
+from helpers import ROOT, run_generated
 
 sys.path.insert(0, str(ROOT / "tools"))
 import ladder_targets  # noqa: E402
@@ -21,7 +19,8 @@ import oracle_ceiling  # noqa: E402
 
 def test_ndcg_is_recboles_definition_and_skips_rows_without_relevant_items():
     scores = np.array([[0.9, 0.8, 0.7, 0.1], [0.1, 0.2, 0.3, 0.4], [1.0, 0.0, 0.5, 0.2]])
-    relevant = [{1, 3}, {3}, set()]
+    relevant = np.zeros((3, 4), dtype=bool)
+    relevant[0, [1, 3]] = relevant[1, 3] = True
     got = oracle_ceiling.ndcg_at_k(scores, relevant, k=2)
     # row 0: top-2 = items 0, 1; item 1 relevant at rank 2; ideal = 1 + 1/log2(3)
     assert got[0] == pytest.approx((1 / np.log2(3)) / (1 + 1 / np.log2(3)))
@@ -34,14 +33,14 @@ def test_excluded_items_are_never_ranked_and_lambda_zero_keeps_the_models_order(
     mask = np.zeros((3, 6), dtype=bool)
     mask[:, 0] = True
     mask[1, 2] = True
-    alone = oracle_ceiling.fused(model, content, mask, 0.0)
+    z, content_z = oracle_ceiling.standardise(model, mask), oracle_ceiling.standardise(content, mask)
+    alone = oracle_ceiling.fused(z, content_z, mask, 0.0)
     assert np.isneginf(alone[mask]).all()
     for row in range(3):
         keep = ~mask[row]
         assert list(np.argsort(-alone[row][keep])) == list(np.argsort(-model[row][keep]))
-    mixed = oracle_ceiling.fused(model, content, mask, 1.0)
+    mixed = oracle_ceiling.fused(z, content_z, mask, 1.0)
     assert np.isneginf(mixed[mask]).all() and np.isfinite(mixed[~mask]).all()
-    z = oracle_ceiling.standardise(model, mask)
     for row in range(3):  # standardised over the candidates only
         assert z[row][~mask[row]].mean() == pytest.approx(0, abs=1e-12)
         assert z[row][~mask[row]].std() == pytest.approx(1)
@@ -67,23 +66,11 @@ class HashedEncoder:
 @pytest.mark.e2e
 @pytest.mark.long
 def test_a_trained_baseline_is_re_scored_to_its_journaled_number_and_a_test_oracle_lifts_it(tmp_path, monkeypatch):
-    import run_exps
-
-    generated = tmp_path / "generated"
-    subprocess.run([sys.executable, str(EXPERIMENTS / "ladder_ml100k" / "generate.py"), "--models", "NeuMF",
-                    "--seeds", "1", "--settings", "all", "--epochs", "1", "1", "--out", str(generated)],
-                   check=True, capture_output=True, timeout=120)
-    folder = tmp_path / "folder"
-    folder.mkdir()
-    baseline = shrink(generated / "neumf_all_s01_baseline.yaml", folder, extra={"neumf_full_sort": "parts"})
-    shutil.copy(generated / "ladder_targets.json", folder)
+    folder = run_generated("ladder_ml100k/generate.py", ["neumf_all_s01_baseline"], tmp_path,
+                           args=["--models", "NeuMF", "--seeds", "1", "--settings", "all", "--epochs", "1", "1"])
+    baseline = folder / "neumf_all_s01_baseline.yaml"
+    shutil.copy(tmp_path / "generated" / "ladder_targets.json", folder)
     manifest = json.loads((folder / "ladder_targets.json").read_text())
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        assert run_exps.main([str(baseline)]) == 0
-    finally:
-        os.chdir(cwd)
     # targets: for this test only, the "oracle" is made from the TEST items (a leak on purpose, so that adding its
     # score must lift test NDCG); the template targets are noise
     monkeypatch.setattr(ladder_targets, "Encoder", HashedEncoder)

@@ -47,20 +47,16 @@ K = 10
 
 
 def standardise(scores, mask):
-    """Scores standardised per row over the candidates (``mask`` True = excluded), excluded entries -inf."""
+    """Scores standardised per row over the candidates (``mask`` True = excluded), excluded entries 0."""
     scores = np.where(mask, np.nan, scores.astype(np.float64))
     mean = np.nanmean(scores, axis=1, keepdims=True)
     std = np.nanstd(scores, axis=1, keepdims=True)
-    out = (scores - mean) / np.where(std > 0, std, 1.0)
-    return np.where(mask, -np.inf, out)
+    return np.where(mask, 0.0, (scores - mean) / np.where(std > 0, std, 1.0))
 
 
-def fused(model_scores, content_scores, mask, lam):
-    """``z(model) + lam * z(content)`` over each user's candidates; excluded entries -inf."""
-    out = standardise(model_scores, mask)
-    if lam:
-        out = out + lam * np.where(mask, 0.0, standardise(content_scores, mask))
-    return out
+def fused(model_z, content_z, mask, lam):
+    """``model_z + lam * content_z`` (both standardised over the same candidates); excluded entries -inf."""
+    return np.where(mask, -np.inf, model_z + lam * content_z)
 
 
 def ndcg_at_k(scores, relevant, k=K):
@@ -69,17 +65,14 @@ def ndcg_at_k(scores, relevant, k=K):
 
     Args:
         scores: ``[users, items]``, excluded items -inf.
-        relevant: one set of item columns per row."""
+        relevant: boolean ``[users, items]``, True for a held-out item of the row."""
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     top = np.argpartition(-scores, k, axis=1)[:, :k]
     order = np.take_along_axis(scores, top, axis=1).argsort(axis=1, kind="stable")[:, ::-1]
-    top = np.take_along_axis(top, order, axis=1)
-    out = np.full(len(scores), math.nan)
-    for row, items in enumerate(relevant):
-        if items:
-            gains = np.isin(top[row], list(items)).astype(float)
-            out[row] = (gains * discounts).sum() / discounts[:min(len(items), k)].sum()
-    return out
+    gains = np.take_along_axis(relevant, np.take_along_axis(top, order, axis=1), axis=1)
+    ideal = np.cumsum(discounts)[np.minimum(relevant.sum(axis=1), k) - 1]
+    with np.errstate(invalid="ignore"):
+        return np.where(relevant.any(axis=1), (gains * discounts).sum(axis=1) / ideal, math.nan)
 
 
 def cosine(users, items):
@@ -110,25 +103,11 @@ def model_scores(config, data, checkpoint):
     return scores.view(dataset.user_num, dataset.item_num).numpy()
 
 
-def rows_of(split, user_num):
-    """[set of item ids] per internal user id of a RecBole dataset split."""
-    from ladder_targets import interactions
+def held(split, shape):
+    """Boolean ``[user_num, item_num]``: True where the user has the item in the RecBole dataset split."""
+    from ladder_targets import interactions, rows_matrix
 
-    out = [set() for _ in range(user_num)]
-    for user, item in zip(*interactions(split), strict=True):
-        out[int(user)].add(int(item))
-    return out
-
-
-def exclusion(rows_list, shape):
-    """Boolean ``[user_num, item_num]``: True for the padding item and every item of the given rows."""
-    mask = np.zeros(shape, dtype=bool)
-    mask[:, 0] = True
-    for rows in rows_list:
-        for user, items in enumerate(rows):
-            if items:
-                mask[user, list(items)] = True
-    return mask
+    return rows_matrix(*interactions(split), shape).toarray() > 0
 
 
 def seed_ceiling(path, checkpoint, targets, encoder, lambdas=LAMBDAS):
@@ -146,10 +125,11 @@ def seed_ceiling(path, checkpoint, targets, encoder, lambdas=LAMBDAS):
     dataset = data.dataset
     shape = (dataset.user_num, dataset.item_num)
     scores = model_scores(config, data, checkpoint)
-    train, valid, test = (rows_of(s, shape[0]) for s in (data.train_dataset, data.valid.dataset,
-                                                         data.test.dataset))
-    masks = {"valid": exclusion([train], shape), "test": exclusion([train, valid], shape)}
+    train, valid, test = (held(s, shape) for s in (data.train_dataset, data.valid.dataset, data.test.dataset))
+    train[:, 0] = True  # the padding item is never ranked
+    masks = {"valid": train, "test": train | valid}  # RecBole's full ranking: seen items excluded
     relevant = {"valid": valid, "test": test}
+    model_z = {split: standardise(scores, mask) for split, mask in masks.items()}
     real, remapped = item_tables(config, config["seed"])
     worlds = {"real": item_vectors_for(config, data, real, encoder),
               "remapped": item_vectors_for(config, data, remapped, encoder)}
@@ -158,13 +138,13 @@ def seed_ceiling(path, checkpoint, targets, encoder, lambdas=LAMBDAS):
         matrix = torch.load(where / file, map_location="cpu", weights_only=True).numpy()
         users = np.vstack([np.zeros((1, matrix.shape[1]), np.float32), matrix])  # row 0: the padding user
         content = cosine(users, worlds["remapped" if name == "template_remapped" else "real"])
+        content_z = {split: standardise(content, mask) for split, mask in masks.items()}
         for lam in lambdas:
             key = ("model", 0.0) if lam == 0 else (name, lam)
-            if key in out:
-                continue
-            out[key] = {split: float(np.nanmean(ndcg_at_k(fused(scores, content, masks[split], lam)[1:],
-                                                          relevant[split][1:])))
-                        for split in ("valid", "test")}
+            if key not in out:
+                out[key] = {split: float(np.nanmean(ndcg_at_k(
+                    fused(model_z[split], content_z[split], masks[split], lam)[1:], relevant[split][1:])))
+                    for split in masks}
     return out
 
 
@@ -185,7 +165,10 @@ def journal_runs(folder):
 
 
 def last_part(row, key):
-    parts = sorted({int(c.split(":")[0][6:]) for c in row.index if c.startswith("train_") and c.endswith(key)})
+    """The journal cell ``train_<last part>:<key>`` of a row, or None when empty."""
+    import report
+
+    parts = report._parts(row)
     cell = row.get(f"train_{parts[-1]}:{key}") if parts else None
     return cell if isinstance(cell, str) and cell else None
 
